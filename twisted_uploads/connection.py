@@ -1,0 +1,268 @@
+"""The per-connection protocol state machine (docs/protocol.md), free of sockets.
+
+Messages and bytes come in through :meth:`UploadConnection.text_received` and
+:meth:`UploadConnection.binary_received`; replies go out through the small :class:`Transport` the adapter passes
+in. Time comes from an injected ``IReactorTime``. The Autobahn adapter in :mod:`.websocket` is a thin translation
+layer, so every rule here is tested without a network (``tests/test_connection.py``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from . import PROTOCOL_VERSION
+from .codec import CLIENT_MESSAGES, decode_chunk, decode_message, encode_message
+from .entries import Entry, EntryStatus
+from .errors import CLOSE_CODES, ErrorCode, UploadError
+from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
+from .tokens import TokenVerifier
+
+log = Logger()
+
+
+class Transport(Protocol):
+    """What the state machine needs from a WebSocket."""
+
+    def send_text(self, text: str) -> None:
+        """Send one text frame."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the WebSocket with ``code``."""
+
+
+class ConnectionState(Enum):
+    """A connection waits for ``auth``, then is open until it closes."""
+
+    AWAITING_AUTH = "awaiting_auth"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ConnectionLimits:
+    """Server-wide limits a connection enforces (docs/protocol.md §11)."""
+
+    def __init__(self, auth_timeout: float = 10.0, max_parallel: int = 8, window_chunks: int = 16,
+                 max_frame: int = 8 * 1024 * 1024 + 12) -> None:
+        if auth_timeout <= 0 or max_parallel < 1 or window_chunks < 1 or max_frame < 1024:
+            raise ValueError("connection limits must be positive")
+        self.auth_timeout = auth_timeout
+        self.max_parallel = max_parallel
+        self.window_chunks = window_chunks
+        self.max_frame = max_frame
+
+
+class UploadConnection:
+    """One client connection: authentication, announces, chunks, acks, cancel and resume."""
+
+    def __init__(self, registry: UploadRegistry, verifier: TokenVerifier, clock: IReactorTime,
+                 transport: Transport, limits: ConnectionLimits | None = None) -> None:
+        self.registry = registry
+        self.verifier = verifier
+        self.clock = clock
+        self.transport = transport
+        self.limits = limits or ConnectionLimits()
+        self.state = ConnectionState.AWAITING_AUTH
+        self.session: UploadSession | None = None
+        self._auth_timer: IDelayedCall | None = None
+        self._acked: dict[int, int] = {}
+
+    # -- events from the adapter ---------------------------------------------------------------------------
+
+    def connection_made(self) -> None:
+        """Start the clock on authentication."""
+        self._auth_timer = self.clock.callLater(self.limits.auth_timeout, self._auth_timed_out)
+
+    def connection_lost(self) -> None:
+        """The socket is gone: pause this connection's unfinished entries for a later resume."""
+        self._stop_auth_timer()
+        if self.state is ConnectionState.OPEN and self.session is not None:
+            self.registry.detach(self.session, self)
+        self.state = ConnectionState.CLOSED
+
+    def text_received(self, text: str | bytes) -> None:
+        """Handle one control message."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        try:
+            message = decode_message(text, CLIENT_MESSAGES)
+            if self.state is ConnectionState.AWAITING_AUTH:
+                if message["type"] != "auth":
+                    raise UploadError(ErrorCode.PROTOCOL_ERROR, "the first message must be auth")
+                self._authenticate(message["token"])
+            else:
+                handler = getattr(self, f"_on_{message['type']}")
+                handler(message)
+        except UploadError as error:
+            self._close_with(error)
+
+    def binary_received(self, frame: bytes) -> None:
+        """Handle one data frame: the hot path, kept to dictionary look-ups and one write."""
+        if self.state is not ConnectionState.OPEN:
+            if self.state is ConnectionState.AWAITING_AUTH:
+                self._close_with(UploadError(ErrorCode.PROTOCOL_ERROR, "data before auth"))
+            return
+        try:
+            entry_id, offset, payload = decode_chunk(frame)
+        except UploadError as error:
+            self._close_with(error)
+            return
+        session = self.session
+        assert session is not None
+        entry = session.entries.get(entry_id)
+        if entry is None:
+            self._send("error", entry=entry_id, code=ErrorCode.UNKNOWN_ENTRY.value,
+                       message=f"no upload {entry_id} in this session")
+            return
+        if entry.owner is not self or entry.status is not EntryStatus.UPLOADING:
+            return  # in flight after a cancel, a failure or a move to another connection: dropped quietly
+        try:
+            completed = entry.receive(offset, payload)
+            entry.last_activity = self.clock.seconds()
+            if completed:
+                self.registry.complete(session, entry)
+        except UploadError as error:
+            self.registry.fail(session, entry, error)
+            self._send_entry_error(entry)
+            return
+        if completed:
+            self._acked.pop(entry_id, None)
+            self._send("ack", entry=entry_id, offset=entry.received)
+            self._send("complete", entry=entry_id, size=entry.client_size, sha256=entry.sha256)
+        elif entry.received - self._acked.get(entry_id, 0) >= self._ack_every(entry):
+            self._acked[entry_id] = entry.received
+            self._send("ack", entry=entry_id, offset=entry.received)
+
+    def entry_changed(self, entry: Entry) -> None:
+        """The registry changed one of our entries (application cancel, timeout, claimed elsewhere)."""
+        self._acked.pop(entry.entry_id, None)
+        if self.state is not ConnectionState.OPEN:
+            return
+        if entry.status is EntryStatus.CANCELLED:
+            self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
+        elif entry.status is EntryStatus.ERROR:
+            self._send_entry_error(entry)
+
+    # -- control messages ------------------------------------------------------------------------------------
+
+    def _authenticate(self, token: str) -> None:
+        grant = self.verifier(token)
+        self._stop_auth_timer()
+        self.session = self.registry.open_session(grant.session, grant.slots)
+        self.registry.attach(self.session)
+        self.state = ConnectionState.OPEN
+        slots = {name: {**slot.to_dict(), "window": self._window(slot.chunk_size)}
+                 for name, slot in self.session.slots.items()}
+        self._send("welcome", protocol=PROTOCOL_VERSION, session=grant.session, slots=slots,
+                   entries=[entry.info().to_dict() for entry in self.session.entries.values()],
+                   max_parallel=self.limits.max_parallel, max_frame=self.limits.max_frame)
+
+    def _on_auth(self, message: dict[str, Any]) -> None:
+        raise UploadError(ErrorCode.PROTOCOL_ERROR, "already authenticated")
+
+    def _on_announce(self, message: dict[str, Any]) -> None:
+        session = self.session
+        assert session is not None
+        ref = message["ref"]
+        try:
+            if not ref or len(ref) > MAX_REF_LENGTH or session.entry_by_ref(ref) is not None:
+                raise UploadError(ErrorCode.PROTOCOL_ERROR, "ref must be 1-64 characters and unique in the session")
+            if self._uploading_count() >= self.limits.max_parallel:
+                raise UploadError(ErrorCode.SERVER_BUSY,
+                                  f"at most {self.limits.max_parallel} uploads at once per connection")
+            entry = self.registry.announce(session, self, ref, message["slot"], message["name"], message["mime"],
+                                           message["size"])
+        except UploadError as error:
+            self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)
+            return
+        self._send_accepted(entry)
+
+    def _on_resume(self, message: dict[str, Any]) -> None:
+        session = self.session
+        assert session is not None
+        entry = session.entries.get(message["entry"])
+        if entry is None:
+            self._send("error", entry=message["entry"], code=ErrorCode.UNKNOWN_ENTRY.value,
+                       message=f"no upload {message['entry']} in this session")
+            return
+        if entry.status.finished:
+            self._report_finished(entry)
+            return
+        if entry.owner is not self and self._uploading_count() >= self.limits.max_parallel:
+            self._send("error", entry=entry.entry_id, ref=entry.ref, code=ErrorCode.SERVER_BUSY.value,
+                       message=f"at most {self.limits.max_parallel} uploads at once per connection")
+            return
+        self.registry.claim(session, entry, self)
+        self._send_accepted(entry)
+
+    def _on_cancel(self, message: dict[str, Any]) -> None:
+        session = self.session
+        assert session is not None
+        entry = session.entries.get(message["entry"])
+        if entry is None:
+            self._send("error", entry=message["entry"], code=ErrorCode.UNKNOWN_ENTRY.value,
+                       message=f"no upload {message['entry']} in this session")
+            return
+        if entry.status is EntryStatus.UPLOADING or entry.status is EntryStatus.PAUSED:
+            owned_here = entry.owner is self
+            self.registry.cancel_entry(session, entry)
+            if not owned_here:
+                self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
+        else:
+            self._report_finished(entry)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _window(self, chunk_size: int) -> int:
+        return chunk_size * self.limits.window_chunks
+
+    def _ack_every(self, entry: Entry) -> int:
+        return max(entry.slot.chunk_size, self._window(entry.slot.chunk_size) // 4)
+
+    def _uploading_count(self) -> int:
+        assert self.session is not None
+        return sum(1 for e in self.session.entries.values()
+                   if e.owner is self and e.status is EntryStatus.UPLOADING)
+
+    def _send_accepted(self, entry: Entry) -> None:
+        self._acked[entry.entry_id] = entry.received
+        self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received,
+                   window=self._window(entry.slot.chunk_size), chunk_size=entry.slot.chunk_size)
+        if entry.status is EntryStatus.COMPLETE:  # zero-byte file
+            self._report_finished(entry)
+
+    def _report_finished(self, entry: Entry) -> None:
+        if entry.status is EntryStatus.COMPLETE:
+            self._send("complete", entry=entry.entry_id, size=entry.client_size, sha256=entry.sha256)
+        elif entry.status is EntryStatus.ERROR:
+            self._send_entry_error(entry)
+        else:
+            self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
+
+    def _send_entry_error(self, entry: Entry) -> None:
+        assert entry.error is not None
+        self._send("error", entry=entry.entry_id, ref=entry.ref, code=entry.error.value,
+                   message=entry.error_message or "")
+
+    def _send(self, message_type: str, **fields: Any) -> None:
+        self.transport.send_text(encode_message(message_type, **fields))
+
+    def _close_with(self, error: UploadError) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        log.info("Closing upload connection: {code}: {message}", code=error.code.value, message=error.message)
+        self._send("error", code=error.code.value, message=error.message)
+        self.transport.close(CLOSE_CODES.get(error.code, CLOSE_CODES[ErrorCode.PROTOCOL_ERROR]), error.message)
+        self.connection_lost()
+
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        self._close_with(UploadError(ErrorCode.TIMEOUT, "no authentication in time"))
+
+    def _stop_auth_timer(self) -> None:
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        self._auth_timer = None

@@ -1,0 +1,157 @@
+"""One uploaded file: its lifecycle, its bytes on the way in, and the read-only copy other threads get.
+
+:class:`Entry` is mutable and owned by the reactor thread. :class:`EntryInfo` is the frozen snapshot handed to
+anything else (the Django bridge, tests), so no state is ever shared across threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ErrorCode, UploadError
+from .slots import SlotConfig
+from .validation import HEAD_BYTES, check_content
+
+if TYPE_CHECKING:
+    from .storage import IEntryWriter
+
+
+class EntryStatus(str, Enum):
+    """Where an entry is in its life: uploading → complete | error | cancelled, then consumed (forgotten)."""
+
+    UPLOADING = "uploading"
+    PAUSED = "paused"
+    COMPLETE = "complete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """No more bytes will be accepted for the entry."""
+        return self in (EntryStatus.COMPLETE, EntryStatus.ERROR, EntryStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """An immutable snapshot of an entry, safe to hand to another thread."""
+
+    entry_id: int
+    ref: str
+    slot: str
+    client_name: str
+    client_type: str
+    client_size: int
+    received: int
+    status: EntryStatus
+    error: str | None = None
+    error_message: str | None = None
+    sha256: str | None = None
+    path: str | None = None
+
+    @property
+    def progress(self) -> int:
+        """Percentage of the declared size the server has stored (0-100)."""
+        if self.status is EntryStatus.COMPLETE or self.client_size == 0:
+            return 100 if self.status is EntryStatus.COMPLETE else 0
+        return min(100, self.received * 100 // self.client_size)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every declared byte arrived and passed validation."""
+        return self.status is EntryStatus.COMPLETE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as listed in the ``welcome`` message (docs/protocol.md §3)."""
+        return {"entry": self.entry_id, "ref": self.ref, "slot": self.slot, "name": self.client_name,
+                "size": self.client_size, "offset": self.received, "status": self.status.value,
+                **({"code": self.error} if self.error else {})}
+
+
+class EntryOwner(Protocol):
+    """The connection currently streaming an entry; told about changes that did not come from its own frames."""
+
+    def entry_changed(self, entry: "Entry") -> None:
+        """The entry was cancelled by the application, timed out, or was claimed by another connection."""
+
+
+class Entry:
+    """A file being received: validates each chunk, hashes and stores it, and knows when it is complete."""
+
+    def __init__(self, entry_id: int, ref: str, slot_name: str, slot: SlotConfig, client_name: str,
+                 client_type: str, client_size: int, writer: "IEntryWriter | None") -> None:
+        self.entry_id = entry_id
+        self.ref = ref
+        self.slot_name = slot_name
+        self.slot = slot
+        self.client_name = client_name
+        self.client_type = client_type
+        self.client_size = client_size
+        self.writer = writer
+        self.received = 0
+        self.status = EntryStatus.UPLOADING
+        self.error: ErrorCode | None = None
+        self.error_message: str | None = None
+        self.sha256: str | None = None
+        self.path: str | None = None
+        self.owner: EntryOwner | None = None
+        self.last_activity = 0.0
+        self._hash = hashlib.sha256()
+        self._head: bytearray | None = bytearray()
+
+    def info(self) -> EntryInfo:
+        """A frozen copy of the entry's current state."""
+        return EntryInfo(self.entry_id, self.ref, self.slot_name, self.client_name, self.client_type,
+                         self.client_size, self.received, self.status,
+                         self.error.value if self.error else None, self.error_message, self.sha256, self.path)
+
+    def receive(self, offset: int, payload: bytes | memoryview) -> bool:
+        """Store one chunk; return True when the entry just completed. Raises :class:`UploadError`.
+
+        The caller fails the entry on any error; this method never leaves a partially applied chunk behind,
+        because every check runs before the write.
+        """
+        if offset != self.received:
+            raise UploadError(ErrorCode.BAD_OFFSET, f"expected offset {self.received}, got {offset}")
+        size = len(payload)
+        if size > self.slot.chunk_size:
+            raise UploadError(ErrorCode.FRAME_TOO_LARGE,
+                              f"chunk of {size} bytes exceeds the slot's chunk size {self.slot.chunk_size}")
+        if self.received + size > self.client_size:
+            raise UploadError(ErrorCode.SIZE_MISMATCH,
+                              f"{self.client_name} sent more than its declared {self.client_size} bytes")
+        head = self._head
+        if head is not None:
+            head += payload[: HEAD_BYTES - len(head)]
+            if len(head) >= min(HEAD_BYTES, self.client_size):
+                self._check_head()
+        assert self.writer is not None
+        try:
+            self.writer.write(payload)
+        except OSError as error:
+            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {self.client_name}: {error.strerror}")
+        self._hash.update(payload)
+        self.received += size
+        return self.received == self.client_size
+
+    def _check_head(self) -> None:
+        head, self._head = self._head, None
+        check_content(self.slot, self.client_name, self.client_type, bytes(head or b""))
+
+    def finish(self) -> None:
+        """Close the stored file once every byte arrived (also the path for zero-byte files)."""
+        if self._head is not None:
+            self._check_head()
+        assert self.writer is not None
+        try:
+            self.path = self.writer.close()
+        except OSError as error:
+            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {self.client_name}: {error.strerror}")
+        self.writer = None
+        self.sha256 = self._hash.hexdigest()
+        self.status = EntryStatus.COMPLETE

@@ -1,0 +1,107 @@
+"""Assembling a server: storage, registry, WebSocket resource, and a standalone ``twisted.web`` Site.
+
+:class:`UploadServer` is what any Twisted program (and the twistd plugin, and the Django shim) builds to accept
+uploads; :class:`UploadService` runs it under ``twistd`` with its listening endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Iterable
+
+from twisted.application import service, strports
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import File
+
+from . import DEFAULT_WS_PATH
+from .connection import ConnectionLimits
+from .registry import UploadRegistry
+from .staticfiles import static_root
+from .storage import IEntryStore, TempFileStore
+from .tokens import TokenVerifier
+
+log = Logger()
+
+STATIC_URL_PATH = "/static/twisted_uploads"
+
+
+def default_upload_dir() -> str:
+    """Where uploads go when nothing is configured: a per-user directory under the system temp dir."""
+    return os.path.join(tempfile.gettempdir(), f"twisted-uploads-{os.getuid()}")
+
+
+class UploadServer:
+    """Everything that accepts uploads: a store, the registry, and the WebSocket resource to mount."""
+
+    def __init__(self, upload_dir: str | None, verifier: TokenVerifier, *, clock: IReactorTime | None = None,
+                 allowed_origins: Iterable[str] = (), limits: ConnectionLimits | None = None,
+                 resume_grace: float = 300.0, complete_ttl: float = 3600.0,
+                 max_session_bytes: int = 10 * 1024**3, store: IEntryStore | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.clock: IReactorTime = clock
+        self.verifier = verifier
+        self.allowed_origins = tuple(allowed_origins)
+        self.limits = limits or ConnectionLimits()
+        self.store: IEntryStore = store or TempFileStore(upload_dir or default_upload_dir())
+        # Nothing can own a directory left by an earlier process: the registry lives in memory.
+        self.store.sweep()
+        self.registry = UploadRegistry(self.store, self.clock, resume_grace=resume_grace,
+                                       complete_ttl=complete_ttl, max_session_bytes=max_session_bytes)
+        from .websocket import make_resource
+
+        self.resource = make_resource(self)
+
+    def mount(self, root: Resource, path: str = DEFAULT_WS_PATH) -> None:
+        """Put the WebSocket resource at ``path`` under ``root``."""
+        put_child(root, path, self.resource)
+
+    def standalone_site(self, ws_path: str = DEFAULT_WS_PATH) -> Site:
+        """A Site with the WebSocket at ``ws_path`` and the browser client under ``/static/twisted_uploads/``."""
+        root = Resource()
+        self.mount(root, ws_path)
+        put_child(root, STATIC_URL_PATH, File(str(static_root())))
+        return Site(root)
+
+    def shutdown(self) -> None:
+        """Stop timers and abort partial writes."""
+        self.registry.shutdown()
+
+
+def put_child(root: Resource, path: str, child: Resource) -> None:
+    """Mount ``child`` at a multi-segment ``path`` (``/uploads/ws``), creating intermediate resources."""
+    segments = [s for s in path.strip("/").split("/") if s]
+    if not segments:
+        raise ValueError("cannot mount at the site root")
+    parent = root
+    for segment in segments[:-1]:
+        key = segment.encode("utf-8")
+        existing = parent.children.get(key)
+        if existing is None:
+            existing = Resource()
+            parent.putChild(key, existing)
+        parent = existing
+    parent.putChild(segments[-1].encode("utf-8"), child)
+
+
+def server_endpoint_description(description: str) -> str:
+    """Accept ``tls:`` as a synonym for Twisted's ``ssl:`` server endpoints."""
+    return "ssl:" + description[4:] if description.startswith("tls:") else description
+
+
+class UploadService(service.MultiService):
+    """Runs a Site on one or more strports endpoints and shuts the upload server down cleanly."""
+
+    def __init__(self, upload_server: UploadServer, site: Site, listen: Iterable[str]) -> None:
+        super().__init__()
+        self.upload_server = upload_server
+        for description in listen:
+            strports.service(server_endpoint_description(description), site).setServiceParent(self)
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        self.upload_server.shutdown()
+        return super().stopService()

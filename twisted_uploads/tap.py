@@ -1,0 +1,99 @@
+"""``twistd uploads``: command-line options and the service they build.
+
+Standalone mode (default) serves the upload WebSocket and the browser client; ``--settings`` switches to Django
+mode, where the same port also serves the Django project (see ``django_shim.twistd``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from . import DEFAULT_WS_PATH
+from .connection import ConnectionLimits
+from .service import UploadServer, UploadService, default_upload_dir
+from .errors import ErrorCode, UploadError
+from .tokens import HMACTokenVerifier
+
+SECRET_ENV = "TWISTED_UPLOADS_SECRET"
+
+
+class Options(usage.Options):
+    """Options of ``twistd uploads``."""
+
+    synopsis = "[options]"
+    longdesc = ("Chunked, resumable, validated file uploads over WebSocket. Standalone by default; "
+                "with --settings, also serves a Django project on the same port.")
+
+    optParameters = [
+        ["ws-path", None, DEFAULT_WS_PATH, "URL path of the upload WebSocket."],
+        ["upload-dir", None, None, "Directory for uploaded files (default: a per-user temp directory)."],
+        ["secret", None, None, f"Token secret for standalone mode (default: ${SECRET_ENV})."],
+        ["settings", None, None, "Django settings module: serve that project on the same port (Django mode)."],
+        ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.", float],
+        ["max-parallel", None, 8, "Entries one connection may upload at once.", int],
+        ["window", None, 16, "Flow-control window per entry, in chunks.", int],
+        ["max-frame", None, 8 * 1024 * 1024 + 12, "Largest WebSocket frame or message, in bytes.", int],
+        ["resume-grace", None, 300.0, "Seconds an interrupted upload waits for a resume (0: delete on disconnect).",
+         float],
+        ["complete-ttl", None, 3600.0, "Seconds a finished upload waits to be consumed.", float],
+        ["max-session-bytes", None, 10 * 1024**3, "Bytes one upload session may declare in total.", int],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allowed-origins"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A strports endpoint to listen on (repeatable), e.g. tcp:8000 or ssl:8443:privateKey=key.pem."""
+        self["listen"].append(description)
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """An Origin allowed to open the WebSocket (repeatable; default: same origin only)."""
+        self["allowed-origins"].append(origin)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = ["tcp:8000"]
+        if not self["settings"]:
+            self["secret"] = self["secret"] or os.environ.get(SECRET_ENV)
+            if not self["secret"]:
+                raise usage.UsageError(f"standalone mode needs --secret or ${SECRET_ENV} to verify upload tokens")
+            if len(self["secret"].encode("utf-8")) < 16:
+                raise usage.UsageError("the secret must be at least 16 bytes long")
+        try:
+            self["limits"] = ConnectionLimits(self["auth-timeout"], self["max-parallel"], self["window"],
+                                              self["max-frame"])
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
+
+def build_upload_server(options: Options, verifier) -> UploadServer:  # type: ignore[no-untyped-def]
+    """The UploadServer the options describe, verifying tokens with ``verifier``."""
+    return UploadServer(options["upload-dir"] or default_upload_dir(), verifier,
+                        allowed_origins=options["allowed-origins"], limits=options["limits"],
+                        resume_grace=options["resume-grace"], complete_ttl=options["complete-ttl"],
+                        max_session_bytes=options["max-session-bytes"])
+
+
+def _no_verifier(token: str):  # type: ignore[no-untyped-def]
+    raise UploadError(ErrorCode.INVALID_TOKEN, "no token verifier is configured")
+
+
+def makeService(options: Options) -> IService:
+    """Build the service ``twistd uploads`` runs."""
+    if options["settings"]:
+        os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        from django_shim.twistd import make_django_site
+
+        # make_django_site installs the Django token verifier on the server and returns the one-port Site.
+        upload_server = build_upload_server(options, _no_verifier)
+        return UploadService(upload_server, make_django_site(options, upload_server), options["listen"])
+    upload_server = build_upload_server(options, HMACTokenVerifier(options["secret"]))
+    return UploadService(upload_server, upload_server.standalone_site(options["ws-path"]), options["listen"])
