@@ -1,0 +1,1 @@
+"""Tests of twisted_uploads (run with ``trial tests``)."""
