@@ -52,17 +52,29 @@ def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
     return False
 
 
+#: Seconds a peer gets to answer our close frame before the TCP connection is dropped.
+CLOSE_GRACE = 5.0
+
+
 class _SocketTransport:
     """The two things the state machine may do to a socket."""
 
-    def __init__(self, protocol: WebSocketServerProtocol) -> None:
+    def __init__(self, protocol: WebSocketServerProtocol, clock: Any) -> None:
         self._protocol = protocol
+        self._clock = clock
 
     def send_text(self, text: str) -> None:
         self._protocol.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def close(self, code: int, reason: str) -> None:
         self._protocol.sendClose(code, reason[:120])
+        # Our own timer on the injected clock rather than Autobahn's close-handshake timer, so tests control it.
+        self._clock.callLater(CLOSE_GRACE, self._drop)
+
+    def _drop(self) -> None:
+        transport = self._protocol.transport
+        if transport is not None and self._protocol.state != self._protocol.STATE_CLOSED:
+            transport.abortConnection()
 
 
 class UploadServerProtocol(WebSocketServerProtocol):
@@ -73,14 +85,15 @@ class UploadServerProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         origin = request.headers.get("origin")
-        if origin is not None and not origin_allowed(origin, request.host, self.factory.server.allowed_origins):
+        allowed = self.factory.server.allowed_origins
+        if origin is not None and not origin_allowed(origin, request.headers.get("host", ""), allowed):
             log.info("Refused upload WebSocket from origin {origin}", origin=origin)
             raise ConnectionDeny(403, f"{ErrorCode.FORBIDDEN_ORIGIN.value}: origin {origin} is not allowed")
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
     def onOpen(self) -> None:
         server = self.factory.server
-        self.upload = UploadConnection(server.registry, server.verifier, server.clock, _SocketTransport(self),
+        self.upload = UploadConnection(server.registry, server.verifier, server.clock, _SocketTransport(self, server.clock),
                                        server.limits)
         self.upload.connection_made()
 
@@ -111,8 +124,10 @@ class UploadWebSocketFactory(WebSocketServerFactory):
             maxFramePayloadSize=server.limits.max_frame,
             maxMessagePayloadSize=server.limits.max_frame,
             autoFragmentSize=0,
-            openHandshakeTimeout=server.limits.auth_timeout,
-            closeHandshakeTimeout=5,
+            # twisted.web times out idle HTTP requests; after the upgrade the auth timeout (on the injected clock)
+            # takes over. Autobahn's own timers would run on the global reactor instead.
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
             failByDrop=False,
             perMessageCompressionAccept=lambda offers: None,
             tcpNoDelay=True,

@@ -26,6 +26,9 @@ from ..errors import CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR, ErrorCode, Uploa
 
 log = Logger()
 
+#: Seconds the server gets to answer our close frame.
+CLOSE_GRACE = 5.0
+
 #: Close codes after which reconnecting cannot help.
 FATAL_CLOSE_CODES = {CLOSE_INVALID_TOKEN: ErrorCode.INVALID_TOKEN, CLOSE_PROTOCOL_ERROR: ErrorCode.PROTOCOL_ERROR}
 
@@ -137,6 +140,7 @@ class UploadClient:
         self._max_parallel = parallel
         self._done: Deferred[list[UploadResult]] | None = None
         self._fds: dict[str, int] = {}
+        self._close_timer: Any = None
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -172,8 +176,9 @@ class UploadClient:
     def _connect(self) -> None:
         self._connecting = True
         factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin)
+        # Autobahn's handshake timers are replaced by ours (cancellable, on self.reactor).
         factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=1 << 20,
-                                   maxMessagePayloadSize=1 << 20)
+                                   maxMessagePayloadSize=1 << 20, openHandshakeTimeout=0, closeHandshakeTimeout=0)
         connectWS(factory)
 
     def _connected(self, protocol: _ClientProtocol) -> None:
@@ -186,13 +191,19 @@ class UploadClient:
             return
         self._protocol = None
         self._connecting = False
+        if self._close_timer is not None:
+            if self._close_timer.active():
+                self._close_timer.cancel()
+            self._close_timer = None
         fatal = FATAL_CLOSE_CODES.get(code or 0)
         unfinished = [f for f in self.files if not f.finished]
         if fatal is not None:
             for upload in unfinished:
                 self._finish(upload, "error", fatal.value, reason or fatal.value)
+            self._check_done()
             return
         if not unfinished:
+            self._check_done()
             return
         self._failures += 1
         if self._failures > self.max_retries:
@@ -356,7 +367,11 @@ class UploadClient:
     def _check_done(self) -> None:
         if self._done is None or not all(f.finished for f in self.files):
             return
-        done, self._done = self._done, None
         if self._protocol is not None:
-            self._protocol.sendClose(1000)
+            # Finish the close handshake first, so callers never leave a half-open socket behind.
+            if self._close_timer is None:
+                self._protocol.sendClose(1000)
+                self._close_timer = self.reactor.callLater(CLOSE_GRACE, self.drop_connection)
+            return
+        done, self._done = self._done, None
         done.callback([f.result for f in self.files if f.result is not None])
