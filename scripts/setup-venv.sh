@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv (once) and installs this checkout into it with the test extras. Used by test.sh, demo.sh and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# compat mode puts the checkout itself on sys.path, so twistd finds twisted/plugins/uploads_plugin.py.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat

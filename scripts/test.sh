@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test: sets up .venv (once), installs the project with its test extras, runs trial on tests/,
+# and ends with one line "N passed, N failed, N skipped" so a run that executed nothing can never look green.
+# Browser tests need Debian's chromium (apt-get install chromium chromium-driver); without it they are skipped
+# and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+log=$(mktemp)
+set +e
+.venv/bin/trial "${@:-tests}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+summary=$(grep -E '^(PASSED|FAILED) \(' "$log" | tail -n 1)
+count() { echo "$summary" | grep -oE "$1=[0-9]+" | cut -d= -f2 | head -n 1; }
+passed=$(count successes); passed=${passed:-0}
+failed=$(( $(count failures || true) + $(count errors || true) + $(count unexpectedSuccesses || true) ))
+skipped=$(count skips); skipped=${skipped:-0}
+rm -f "$log"
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "$status" -ne 0 ] || [ "$passed" -eq 0 ] || [ "$failed" -ne 0 ]; then
+  exit 1
+fi
