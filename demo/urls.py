@@ -1,0 +1,18 @@
+"""The demo's URLs: an index and the seed's three views."""
+
+from django.conf import settings
+from django.conf.urls.static import static
+from django.urls import path
+from django.views.generic import TemplateView
+
+from .views import DocumentUploadView, GalleryView, ProfileView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
+    path("profile/", ProfileView.as_view(), name="profile"),
+    path("gallery/", GalleryView.as_view(), name="gallery"),
+    path("docs/", DocumentUploadView.as_view(), name="docs"),
+]
+
+# Under twistd, MEDIA_URL is served by Twisted (UPLOADS_SERVE_MEDIA); this covers runserver.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

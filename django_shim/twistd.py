@@ -1,0 +1,181 @@
+"""Django mode of ``twistd uploads``: Django, the upload WebSocket and static files on one port.
+
+``twistd -n uploads --settings mysite.settings --listen tcp:8000`` builds an ``UploadServer`` and calls
+:func:`make_django_site`, which
+
+1. puts crochet in ``no_setup`` mode *before* Django is set up, so nothing starts a second reactor;
+2. sets Django up and wraps its WSGI application in ``twisted.web.wsgi.WSGIResource`` (the reactor's thread pool
+   runs the views, which reach the reactor through the bridge);
+3. applies the project's ``UPLOADS_*`` settings to the server (token verifier, allowed origins, TTLs, upload
+   directory — command-line options given explicitly win) and installs it as the bridge's server;
+4. returns a Site whose root hands every path to Django except the WebSocket path, ``STATIC_URL`` and, when
+   ``UPLOADS_SERVE_MEDIA`` (default ``DEBUG``), ``MEDIA_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet import reactor
+from twisted.logger import Logger
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+from twisted.web.wsgi import WSGIResource
+from twisted_uploads import DEFAULT_WS_PATH
+from twisted_uploads.service import UploadServer
+from twisted_uploads.staticfiles import static_root
+from twisted_uploads.storage import TempFileStore
+
+from . import bridge
+
+log = Logger()
+
+
+def _segments(path: str) -> list[bytes]:
+    return [segment.encode("utf-8") for segment in path.strip("/").split("/") if segment]
+
+
+class OnePortResource(Resource):
+    """The site root: mounted prefixes go to their resources, every other path to the WSGI application.
+
+    A ``WSGIResource`` is a leaf and takes no children, so the routing happens here, by path prefix, and a
+    request for Django is handed over with its path segments put back (``SCRIPT_NAME`` stays empty).
+    """
+
+    def __init__(self, application: IResource) -> None:
+        super().__init__()
+        self._application = application
+        self._mounts: list[tuple[list[bytes], IResource]] = []
+
+    def mount(self, path: str, resource: IResource) -> None:
+        """Serve ``path`` (and everything under it) with ``resource``; longer prefixes win."""
+        segments = _segments(path)
+        if not segments:
+            raise ValueError("the site root belongs to the WSGI application")
+        self._mounts = [(s, r) for s, r in self._mounts if s != segments]
+        self._mounts.append((segments, resource))
+        self._mounts.sort(key=lambda mount: len(mount[0]), reverse=True)
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
+        path = [name, *request.postpath]
+        for prefix, resource in self._mounts:
+            if path[: len(prefix)] == prefix:
+                for _ in prefix[1:]:
+                    request.prepath.append(request.postpath.pop(0))
+                return resource
+        request.postpath.insert(0, request.prepath.pop())
+        return self._application
+
+    def render(self, request: Request) -> Any:
+        return self._application.render(request)
+
+
+class UnlistedFile(File):
+    """A static directory that serves files but never lists a directory's contents."""
+
+    def directoryListing(self) -> IResource:
+        return NoResource()
+
+
+class StaticFinderResource(Resource):
+    """Serves ``STATIC_URL`` through Django's staticfiles finders (no ``collectstatic`` needed in development)."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        from django.contrib.staticfiles import finders
+        from django.core.exceptions import SuspiciousFileOperation
+
+        relative = "/".join(segment.decode("utf-8", "replace") for segment in [path, *request.postpath])
+        request.prepath.extend(request.postpath)
+        request.postpath = []
+        try:
+            found = finders.find(relative)
+        except SuspiciousFileOperation:
+            found = None
+        if not found or not isinstance(found, str) or not os.path.isfile(found):
+            return NoResource()
+        return UnlistedFile(found)
+
+
+def _local_path(url: str | None) -> str | None:
+    """The path of a same-site URL setting (``/static/``), or None for another host or an empty setting."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return None
+    return "/" + parts.path.strip("/")
+
+
+def configure_upload_server(upload_server: UploadServer, options: Mapping[str, Any] | None = None) -> None:
+    """Apply the project's ``UPLOADS_*`` settings to a server built from command-line options.
+
+    The verifier always becomes the Django one. Origins, upload directory and TTLs come from the settings when
+    the project defines them and the command line did not override them.
+    """
+    from django.conf import settings
+
+    from .conf import uploads_settings
+    from .tokens import DjangoTokenVerifier
+
+    options = options or {}
+    config = uploads_settings()
+    upload_server.verifier = DjangoTokenVerifier(config.secret, config.fallback_secrets)
+    if not options.get("allowed-origins"):
+        upload_server.allowed_origins = config.allowed_origins
+    if hasattr(settings, "UPLOADS_RESUME_GRACE"):
+        upload_server.registry.resume_grace = config.resume_grace
+    if hasattr(settings, "UPLOADS_COMPLETE_TTL"):
+        upload_server.registry.complete_ttl = config.complete_ttl
+    wanted = Path(config.upload_dir).resolve()
+    store = upload_server.store
+    if not options.get("upload-dir") and isinstance(store, TempFileStore) and store.root != wanted:
+        # The server was built before Django's settings were readable; nothing is stored yet, so swap the store.
+        new_store = TempFileStore(wanted)
+        new_store.sweep()
+        upload_server.store = new_store
+        upload_server.registry.store = new_store
+
+
+def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) -> Site:
+    """Build the one-port Site for ``twistd uploads --settings ...`` (see the module docstring)."""
+    bridge.use_twistd_reactor()
+    if options.get("settings"):
+        os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    from .conf import uploads_settings
+
+    application = get_wsgi_application()
+    configure_upload_server(upload_server, options)
+    bridge.install(upload_server)
+    config = uploads_settings()
+
+    root = OnePortResource(WSGIResource(reactor, reactor.getThreadPool(), application))
+    ws_paths = {_local_path(config.ws_url), options.get("ws-path") or DEFAULT_WS_PATH}
+    for ws_path in filter(None, ws_paths):
+        root.mount(ws_path, upload_server.resource)
+    client = UnlistedFile(str(static_root()))
+    root.mount("/static/twisted_uploads", client)
+    static_path = _local_path(getattr(settings, "STATIC_URL", None))
+    if static_path:
+        root.mount(f"{static_path}/twisted_uploads", client)
+        static_root_setting = getattr(settings, "STATIC_ROOT", None)
+        if not settings.DEBUG and static_root_setting and Path(static_root_setting).is_dir():
+            root.mount(static_path, UnlistedFile(str(static_root_setting)))
+        else:
+            root.mount(static_path, StaticFinderResource())
+    media_path = _local_path(getattr(settings, "MEDIA_URL", None))
+    media_root = getattr(settings, "MEDIA_ROOT", None)
+    if config.serve_media and media_path and media_root:
+        Path(media_root).mkdir(parents=True, exist_ok=True)
+        root.mount(media_path, UnlistedFile(str(media_root)))
+    log.info("Django project {settings} on one port: WebSocket at {ws}, static at {static}",
+             settings=os.environ.get("DJANGO_SETTINGS_MODULE"), ws=sorted(filter(None, ws_paths)),
+             static=static_path)
+    return Site(root)
