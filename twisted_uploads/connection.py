@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import PROTOCOL_VERSION
-from .codec import CLIENT_MESSAGES, decode_chunk, decode_message, encode_message
+from .codec import CLIENT_MESSAGES, HEADER_SIZE, MAX_CONTROL_BYTES, decode_chunk, decode_message, encode_message
 from .entries import Entry, EntryStatus
 from .errors import CLOSE_CODES, ErrorCode, UploadError
 from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
@@ -32,6 +32,13 @@ class Transport(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket with ``code``."""
+
+
+class FrameLimitingTransport(Transport, Protocol):
+    """A transport that can also tighten the framing layer's frame limit (the Autobahn adapter can)."""
+
+    def limit_frames(self, max_frame: int) -> None:
+        """Refuse (close 1009) any later frame or message larger than ``max_frame`` bytes."""
 
 
 class ConnectionState(Enum):
@@ -154,6 +161,11 @@ class UploadConnection:
         self.session = self.registry.open_session(grant.session, grant.slots)
         self.registry.attach(self.session)
         self.state = ConnectionState.OPEN
+        limit_frames = getattr(self.transport, "limit_frames", None)
+        if limit_frames is not None and self.session.slots:
+            # From now on nothing larger than the largest granted chunk (plus header) is even read.
+            largest = max(slot.chunk_size for slot in self.session.slots.values()) + HEADER_SIZE
+            limit_frames(min(self.limits.max_frame, max(largest, MAX_CONTROL_BYTES)))
         slots = {name: {**slot.to_dict(), "window": self._window(slot.chunk_size)}
                  for name, slot in self.session.slots.items()}
         self._send("welcome", protocol=PROTOCOL_VERSION, session=grant.session, slots=slots,

@@ -15,6 +15,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
 from . import SUBPROTOCOL
+from .codec import MAX_CONTROL_BYTES
 from .connection import UploadConnection
 from .errors import ErrorCode
 
@@ -71,6 +72,10 @@ class _SocketTransport:
         # Our own timer on the injected clock rather than Autobahn's close-handshake timer, so tests control it.
         self._clock.callLater(CLOSE_GRACE, self._drop)
 
+    def limit_frames(self, max_frame: int) -> None:
+        self._protocol.maxFramePayloadSize = max_frame
+        self._protocol.maxMessagePayloadSize = max_frame
+
     def _drop(self) -> None:
         transport = self._protocol.transport
         if transport is not None and self._protocol.state != self._protocol.STATE_CLOSED:
@@ -93,6 +98,8 @@ class UploadServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         server = self.factory.server
+        # Until the token names the slots, only control messages (at most 16 KiB) may arrive.
+        self.maxFramePayloadSize = self.maxMessagePayloadSize = MAX_CONTROL_BYTES
         self.upload = UploadConnection(server.registry, server.verifier, server.clock, _SocketTransport(self, server.clock),
                                        server.limits)
         self.upload.connection_made()

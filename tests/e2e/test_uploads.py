@@ -333,3 +333,40 @@ class CleanupTests(ServerTestCase):
         self.clock.advance(31)
         self.assertEqual(self.server.registry.list_entries("s4"), [])
         self.assertEqual(self.stored_files(), [])
+
+
+class IsolationTests(ServerTestCase):
+    """A stream of bad inputs on one connection leaves a concurrent good upload on another untouched."""
+
+    @inlineCallbacks
+    def test_good_upload_completes_while_another_client_misbehaves(self):
+        source = self.make_file(4 * 1024 * 1024)
+        good = UploadClient(self.url, self.token(files=SlotConfig(max_file_size=10**8)))
+        good_done = good.upload([FileUpload.from_path(source, "files")])
+
+        bad = yield self.raw_client(self.token(files=SlotConfig(max_entries=3, accept=".pdf,.txt",
+                                                                 max_file_size=1000)))
+        codes = []
+        for name, size in (("a.exe", 10), ("b.pdf", 5000), ("c.svg", 10)):
+            reply = yield bad.announce(name, size)
+            codes.append(reply["code"])
+        pdf = yield bad.announce("d.pdf", 200)
+        bad.send_chunk(pdf["entry"], 0, png_bytes(extra=50)[:200].ljust(200, b"\0"))
+        codes.append((yield bad.next("error"))["code"])
+        txt = yield bad.announce("e.txt", 10)
+        bad.send_chunk(txt["entry"], 5, b"x" * 5)
+        codes.append((yield bad.next("error"))["code"])
+        bad.send_chunk(0xBEEF, 0, b"x")
+        codes.append((yield bad.next("error"))["code"])
+        self.assertEqual(codes, ["not_accepted", "too_large", "not_accepted", "type_mismatch", "bad_offset",
+                                 "unknown_entry"])
+        [result] = yield good_done
+        self.assertTrue(result.ok)
+        self.assertEqual(result.sha256, sha256_file(source))
+
+    @inlineCallbacks
+    def test_large_frame_before_auth_closes_with_1009(self):
+        client = yield self.raw_client()
+        client.protocol.sendMessage(b"x" * 20000, isBinary=True)
+        yield client.closed
+        self.assertEqual(client.close_code, 1009)
