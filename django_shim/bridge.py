@@ -30,7 +30,9 @@ from urllib.parse import urlsplit
 
 import crochet
 from twisted.internet import reactor as _global_reactor
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python import threadable
 from twisted_uploads import DEFAULT_WS_PATH
 from twisted_uploads.entries import EntryInfo
@@ -64,6 +66,13 @@ class BridgeNotConfigured(BridgeError):
     """No upload server is installed and none may be started in this process."""
 
 
+class _Raised:
+    """An exception raised in the reactor thread, carried back to the calling thread as a value."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
 class UploadBridge:
     """Blocking, time-limited access to one ``UploadServer``'s registry from non-reactor threads."""
 
@@ -87,12 +96,18 @@ class UploadBridge:
                 "The Twisted reactor is not running, so the upload server cannot answer. Serve the project with "
                 "'twistd -n uploads --settings ...', or let django_shim start its own reactor (runserver).")
         limit = self.timeout if timeout is None else timeout
+
+        def guarded() -> Deferred[Any]:
+            # Errors travel as values: a Failure left in an EventualResult nobody reads any more (after a timeout)
+            # would be logged as "Unhandled error" when it is garbage-collected.
+            return maybeDeferred(function, *args, **kwargs).addErrback(_Raised)
+
         try:
-            result = crochet.run_in_reactor(function)(*args, **kwargs)
+            result = crochet.run_in_reactor(guarded)()
         except crochet.ReactorStopped:
             raise ReactorNotRunning("The Twisted reactor has stopped; the upload server is gone.") from None
         try:
-            return result.wait(limit)  # type: ignore[no-any-return]
+            value = result.wait(limit)
         except crochet.TimeoutError:
             result.cancel()
             raise BridgeTimeout(
@@ -100,29 +115,39 @@ class UploadBridge:
                 "(UPLOADS_BRIDGE_TIMEOUT); the reactor may be blocked or overloaded.") from None
         except crochet.ReactorStopped:
             raise ReactorNotRunning("The Twisted reactor stopped before answering.") from None
+        if isinstance(value, _Raised):
+            value.failure.raiseException()
+        return value  # type: ignore[no-any-return]
 
     # -- the registry calls the shim needs ------------------------------------------------------------------------
     def list_entries(self, session_id: str, slot: str | None = None) -> list[EntryInfo]:
         """Every unconsumed entry of an upload session (optionally one slot), oldest first."""
-        return self.call(lambda: self.server.registry.list_entries(session_id, slot))
+        return self._registry_call("list_entries", session_id, slot)
 
     def finished_entries(self, session_id: str, slot: str) -> list[EntryInfo]:
         """Complete and failed entries of a slot, oldest first."""
-        return self.call(lambda: self.server.registry.finished_entries(session_id, slot))
+        return self._registry_call("finished_entries", session_id, slot)
 
     def consume(self, session_id: str, entry_id: int) -> None:
         """Delete an entry's file and forget it (idempotent)."""
-        self.call(lambda: self.server.registry.consume(session_id, entry_id))
+        self._registry_call("consume", session_id, entry_id)
 
     def cancel(self, session_id: str, ref_or_entry_id: str | int) -> EntryInfo:
         """Cancel an entry; raises ``UploadError(unknown_entry)`` if the session has no such entry."""
-        return self.call(lambda: self.server.registry.cancel(session_id, ref_or_entry_id))
+        return self._registry_call("cancel", session_id, ref_or_entry_id)
 
     def ingest_file(self, session_id: str, slots: dict[str, SlotConfig], slot: str, client_name: str,
                     client_type: str, source_path: str) -> EntryInfo:
         """Record a file posted without the WebSocket, validated by the same rules (the no-JS fallback)."""
-        return self.call(lambda: self.server.registry.ingest_file(
-            session_id, slots, slot, client_name, client_type, source_path))
+        return self._registry_call("ingest_file", session_id, slots, slot, client_name, client_type, source_path)
+
+    def _registry_call(self, method: str, *args: Any) -> Any:
+        def in_reactor() -> Any:
+            # The registry is looked up in the reactor thread too: nothing of it is touched from here.
+            return getattr(self.server.registry, method)(*args)
+
+        in_reactor.__name__ = method
+        return self.call(in_reactor)
 
 
 _lock = threading.Lock()

@@ -1,0 +1,16 @@
+"""URLs of the shim's tests: the demo's seed views plus the test app's."""
+
+from django.urls import path
+from django.views.generic import TemplateView
+
+from demo.views import DocumentUploadView, GalleryView, ProfileView
+
+from .testapp.views import FilesView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
+    path("profile/", ProfileView.as_view(), name="profile"),
+    path("gallery/", GalleryView.as_view(), name="gallery"),
+    path("docs/", DocumentUploadView.as_view(), name="docs"),
+    path("files/", FilesView.as_view(), name="files"),
+]
