@@ -126,10 +126,13 @@ class LiveView(View):
         try:
             ingest_posted_files(request, self._dj_upload_session, self._dj_upload_slots)
             response = _call_handler(handler, self.event_params(request)) if handler is not None else None
-        finally:
-            # Saved even when the handler raises: entries it consumed before failing are gone from the server,
-            # so the state it built from them must not be lost too.
+        except BaseException:
+            # Entries the handler consumed before failing are gone from the server, so the state it built from
+            # them must not be lost too. SessionMiddleware skips saving on a 500, hence the explicit save.
             self._save(store)
+            request.session.save()
+            raise
+        self._save(store)
         if isinstance(response, HttpResponse):
             return response
         if is_live_request(request):

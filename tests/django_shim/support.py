@@ -16,6 +16,7 @@ from typing import Any, Callable
 from django.test import Client
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
@@ -71,16 +72,17 @@ class Browser:
         assert response.status_code == 200, (response.status_code, response.content[:500])
         return Page(path, response.content.decode())
 
-    def event(self, page: Page, name: str, **fields: Any) -> Page:
+    def event(self, page: Page, event_name: str, /, **fields: Any) -> Page:
         """What the browser client does for dj-submit / dj-click: POST, get the root element back."""
-        response = self.post(page, name, headers={"X-DJ-Request": "1"}, **fields)
+        response = self.post(page, event_name, {"X-DJ-Request": "1"}, **fields)
         assert response.status_code == 200, (response.status_code, response.content[:2000])
         return Page(page.path, response.content.decode())
 
-    def post(self, page: Page, name: str | None, headers: dict[str, str] | None = None, **fields: Any) -> Any:
+    def post(self, page: Page, event_name: str | None, headers: dict[str, str] | None = None, /,
+             **fields: Any) -> Any:
         data = {"dj_view": page.view_id, "csrfmiddlewaretoken": page.csrf, **fields}
-        if name is not None:
-            data["dj_event"] = name
+        if event_name is not None:
+            data["dj_event"] = event_name
         return self.client.post(page.path, data, headers=headers or {})
 
 
@@ -95,8 +97,10 @@ class ShimServerTestCase(unittest.TestCase):
     def setUp(self) -> None:
         config = uploads_settings()
         self.upload_dir = Path(self.mktemp())
+        # The server's timers (TTLs, chunk and close timeouts) run on a Clock the test advances, not on the reactor.
+        self.clock = Clock()
         self.server = UploadServer(str(self.upload_dir), DjangoTokenVerifier(config.secret, config.fallback_secrets),
-                                   resume_grace=60, complete_ttl=600)
+                                   clock=self.clock, resume_grace=60, complete_ttl=600)
         self.port = reactor.listenTCP(0, self.server.standalone_site(), interface="127.0.0.1")
         self.ws_url = f"ws://127.0.0.1:{self.port.getHost().port}/uploads/ws"
         bridge.install(self.server)
