@@ -200,9 +200,13 @@ class Client:
 
     def announce(self, name: str = "data.txt", size: int = 0, slot: str = "files", mime: str = "text/plain",
                  ref: str = "f1") -> dict[str, Any]:
-        """Announce a file and return the server's first answer (taken from the transport)."""
+        """Announce a file and return the server's answer, removed from the transport's record.
+
+        Messages sent before the announce, and any sent after its answer (``complete`` for an empty file), stay.
+        """
+        answered_at = len(self.transport.sent)
         self.send("announce", ref=ref, slot=slot, name=name, mime=mime, size=size)
-        return self.transport.take()[0]
+        return self.transport.sent.pop(answered_at)
 
     def stream(self, entry_id: int, data: bytes, chunk_size: int = 1024, start: int = 0) -> None:
         """Send ``data[start:]`` in frames of ``chunk_size`` bytes."""
