@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.crypto import salted_hmac
@@ -119,7 +120,10 @@ def _resolve() -> UploadsSettings:
     if explicit_secret:
         secret, fallbacks = str(explicit_secret), ()
     else:
-        secret_key = getattr(settings, "SECRET_KEY", "") or ""
+        try:
+            secret_key = getattr(settings, "SECRET_KEY", "") or ""
+        except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY; E001 explains it
+            secret_key = ""
         secret = derive_secret(secret_key) if secret_key else ""
         fallbacks = tuple(derive_secret(key) for key in getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
     ws_url = getattr(settings, "UPLOADS_WS_URL", None)

@@ -5,8 +5,8 @@ as an ordinary form. After the template is rendered (so directives written by te
 
 * ``<form dj-submit="h">`` becomes ``method="post" enctype="multipart/form-data"`` with hidden ``dj_event=h``,
   ``dj_view`` and CSRF inputs right after its start tag;
-* ``<input type="file" dj-upload="slot">`` gets ``name="slot"`` (so the browser posts it), plus ``accept`` and
-  ``multiple`` from the slot config (the seed: "set automatically from the upload configuration");
+* ``<input type="file" dj-upload="slot">`` gets ``name="slot"`` (so the browser posts it; not inside a form
+  without ``dj-submit``), plus ``accept`` and ``multiple`` from the slot config (the seed: "set automatically from the upload configuration");
 * ``<button dj-click="h">`` gets ``name="dj_event" value="h"`` so the button that submitted names the event.
 
 A ``dj-click`` button or a ``dj-upload`` input that sits in no form is attached (HTML's ``form=`` attribute) to one
@@ -148,7 +148,8 @@ def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mappin
         elif tag.name == "input" and _get(attrs, "dj-upload") is not None and \
                 (_get(attrs, "type") or "").lower() == "file":
             slot_name = _get(attrs, "dj-upload") or ""
-            _set_default(attrs, "name", slot_name)
+            if tag.form_kind != "plain":  # another form's fields are its author's business
+                _set_default(attrs, "name", slot_name)
             config = slots.get(slot_name)
             if config is not None:
                 if config.accept:

@@ -5,7 +5,7 @@ from django.views.generic import TemplateView
 
 from demo.views import DocumentUploadView, GalleryView, ProfileView
 
-from .testapp.views import FilesView
+from .testapp.views import BadStateView, DocumentView, FilesView
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
@@ -13,4 +13,7 @@ urlpatterns = [
     path("gallery/", GalleryView.as_view(), name="gallery"),
     path("docs/", DocumentUploadView.as_view(), name="docs"),
     path("files/", FilesView.as_view(), name="files"),
+    path("document/", DocumentView.as_view(), name="document"),
+    path("document/<str:name>/", DocumentView.as_view(), name="document-named"),
+    path("bad/", BadStateView.as_view(), name="bad"),
 ]

@@ -60,3 +60,27 @@ class FilesView(UploadMixin, LiveView):
 
     def not_a_handler(self, **kwargs):
         self.counter = -1000
+
+
+class DocumentView(LiveView):
+    """A template that renders a whole HTML document, and a view with no upload slots."""
+
+    template_name = "shimtest/document.html"
+
+    def mount(self, request, name="world", **kwargs):
+        self.name = name
+        self._scratch = object()  # private: never stored
+
+    @event_handler
+    def rename(self, name):
+        self.name = name
+
+
+class BadStateView(LiveView):
+    """Keeps something the session cannot store."""
+
+    template_name = "shimtest/document.html"
+
+    def mount(self, request, **kwargs):
+        self.name = "bad"
+        self.when = object()
