@@ -1,0 +1,394 @@
+"""Shared machinery of the browser tests: Chromium via Playwright, the test site as a subprocess, a TCP proxy that
+can cut a WebSocket mid-upload, and helpers that act like a user (choose files, drop files).
+
+Tests are synchronous (``SynchronousTestCase``): the servers run in subprocesses with their own reactors, so the
+Playwright sync API runs in the test thread and trial's reactor is not involved. Every wait is a condition
+(``wait_for_function`` / ``expect``), never a sleep.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import hashlib
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import quote
+from urllib.request import urlopen
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+#: Set to a Chromium/Chrome binary to use instead of the Debian one.
+CHROMIUM_ENV = "TWISTED_UPLOADS_CHROMIUM"
+#: Playwright's default for every wait, in milliseconds.
+WAIT_MS = 30_000
+
+# Records every djust event the page sees, before any page script runs.
+RECORDER = """
+window.__events = [];
+for (const type of ["djust:upload:progress", "djust:upload:error", "djust:view:updated", "djust:event:error"]) {
+  window.addEventListener(type, (event) => {
+    const detail = Object.assign({}, event.detail);
+    window.__events.push({type, detail, target: event.target === window ? "window" : (event.target.id || event.target.tagName)});
+  });
+}
+"""
+
+
+def chromium_path() -> str:
+    """The Chromium binary, or raise SkipTest saying exactly what is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        raise SkipTest("browser tests need the python package 'playwright' (pip install -e .[test])") from None
+    configured = os.environ.get(CHROMIUM_ENV)
+    candidates = (configured,) if configured else CHROMIUM_CANDIDATES
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise SkipTest(f"browser tests need Chromium: none of {', '.join(c for c in candidates if c)} is executable "
+                   f"(apt-get install chromium chromium-driver, or set ${CHROMIUM_ENV})")
+
+
+class _Browser:
+    """One Playwright and one Chromium for the whole test run (each test gets its own context)."""
+
+    instance: "_Browser | None" = None
+
+    def __init__(self, executable: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+                                                       headless=True)
+        atexit.register(self.close)
+
+    @classmethod
+    def get(cls) -> "_Browser":
+        if cls.instance is None:
+            cls.instance = cls(chromium_path())
+        return cls.instance
+
+    def close(self) -> None:
+        try:
+            self.browser.close()
+        finally:
+            self.playwright.stop()
+            _Browser.instance = None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+# A 2x2 PNG (magic bytes check out) and a small JPEG-ish header that filetype recognises.
+PNG_BYTES = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==")
+
+
+def png_bytes(size: int = 0) -> bytes:
+    """A valid PNG, padded after IEND to ``size`` bytes (PNG readers ignore trailing data)."""
+    data = PNG_BYTES
+    if size > len(data):
+        data += os.urandom(size - len(data))
+    return data
+
+
+class SiteProcess:
+    """A server subprocess that prints ``PORT <n>`` once it listens; stopped (and waited for) at cleanup."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
+                 port_marker: Callable[[str], int | None] | None = None) -> None:
+        self.log_path = tempfile.mktemp(prefix="twisted-uploads-site-", suffix=".log")
+        self.log = open(self.log_path, "w+")
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=cwd)
+        marker = port_marker or (lambda line: int(line.split()[1]) if line.startswith("PORT ") else None)
+        self.port = self._read_port(marker)
+
+    def _read_port(self, marker: Callable[[str], int | None]) -> int:
+        assert self.process.stdout is not None
+        lines = []
+        while True:
+            ready, _, _ = select.select([self.process.stdout], [], [], 30)
+            if not ready:
+                self.stop()
+                raise AssertionError(f"server did not start in 30 s: {''.join(lines)}{self.read_log()}")
+            line = self.process.stdout.readline()
+            if not line:
+                self.stop()
+                raise AssertionError(f"server exited: {''.join(lines)}{self.read_log()}")
+            lines.append(line)
+            port = marker(line)
+            if port:
+                # Keep draining stdout so the child never blocks on a full pipe.
+                threading.Thread(target=self._drain, daemon=True).start()
+                return port
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.write(line)
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return Path(self.log_path).read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        os.unlink(self.log_path)
+
+
+class CuttingProxy:
+    """A loopback TCP proxy in front of a server that can cut the first WebSocket once N bytes went upstream.
+
+    Cutting closes both sockets without a WebSocket close frame: to the browser the server vanished mid-upload,
+    to the server the client did. Later connections pass untouched.
+    """
+
+    def __init__(self, upstream_port: int, cut_websocket_after: int | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.cut_after = cut_websocket_after
+        self.cuts = 0
+        self.websockets = 0
+        self.websocket_bytes_up = 0
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        state = {"websocket": None, "up": 0, "cut": False}
+
+        def cut() -> None:
+            state["cut"] = True
+            for sock in (client, upstream):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    sock.close()
+                except OSError:
+                    pass
+
+        def pump(source: socket.socket, target: socket.socket, upwards: bool) -> None:
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    if upwards:
+                        if state["websocket"] is None:
+                            state["websocket"] = b"upgrade: websocket" in data[:4096].lower()
+                            if state["websocket"]:
+                                with self._lock:
+                                    self.websockets += 1
+                        if state["websocket"]:
+                            with self._lock:
+                                self.websocket_bytes_up += len(data)
+                                state["up"] += len(data)
+                                should_cut = (self.cut_after is not None and self.cuts == 0
+                                              and state["up"] >= self.cut_after)
+                                if should_cut:
+                                    self.cuts += 1
+                            if should_cut:
+                                cut()
+                                return
+                    target.sendall(data)
+            except OSError:
+                pass
+            finally:
+                if not state["cut"]:
+                    try:
+                        target.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+
+        worker = threading.Thread(target=pump, args=(upstream, client, False), daemon=True)
+        worker.start()
+        pump(client, upstream, True)
+        worker.join()
+        for sock in (client, upstream):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+def renderer_processes() -> list[int]:
+    """PIDs of the Chromium renderer processes started (indirectly) by this test process."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        for child in children.get(pid, []):
+            stack.append(child)
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"--type=renderer" in cmdline:
+                found.append(child)
+    return found
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A /proc/<pid>/status memory field (VmRSS, VmHWM) in KiB; 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class BrowserTestCase(SynchronousTestCase):
+    """A test with a fresh browser context and a running test site (tests/browser/testsite.py)."""
+
+    #: Extra arguments for the test site.
+    site_args: tuple[str, ...] = ()
+
+    def setUp(self) -> None:
+        self.browser = _Browser.get()
+        self.workdir = Path(tempfile.mkdtemp(prefix="twisted-uploads-browser-"))
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.upload_dir = self.workdir / "uploads"
+        self.saved_dir = self.workdir / "saved"
+        self.files_dir = self.workdir / "files"
+        for path in (self.upload_dir, self.saved_dir, self.files_dir):
+            path.mkdir()
+        self.site = SiteProcess([sys.executable, str(HERE / "testsite.py"), "--upload-dir", str(self.upload_dir),
+                                 "--saved-dir", str(self.saved_dir), *self.site_args],
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.addCleanup(self.site.stop)
+        self.base_url = f"http://127.0.0.1:{self.site.port}"
+        self.context = self.browser.browser.new_context(viewport={"width": 1000, "height": 800})
+        self.context.set_default_timeout(WAIT_MS)
+        self.context.add_init_script(RECORDER)
+        self.addCleanup(self.context.close)
+        self.console: list[str] = []
+
+    # -- pages ---------------------------------------------------------------------------------------------
+
+    def open_page(self, slots: dict[str, dict[str, Any]], base_url: str | None = None):  # type: ignore[no-untyped-def]
+        """Open a test page with these slot configs; returns the Playwright page, client started."""
+        page = self.context.new_page()
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+        page.goto(f"{base_url or self.base_url}/page?slots={quote(json.dumps(slots))}")
+        page.wait_for_function("() => window.djUploads !== undefined")
+        return page
+
+    def view_id(self, page) -> str:  # type: ignore[no-untyped-def]
+        return page.get_attribute("[data-dj-view]", "data-dj-view")
+
+    def server_state(self, page) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """What the upload server holds for the page's session (entries), and what the view saved."""
+        with urlopen(f"{self.base_url}/state/{self.view_id(page)}") as response:
+            return json.loads(response.read())
+
+    def events(self, page, type_: str | None = None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+        events = page.evaluate("window.__events")
+        return [e for e in events if type_ is None or e["type"] == type_]
+
+    def make_file(self, name: str, data: bytes) -> Path:
+        path = self.files_dir / name
+        path.write_bytes(data)
+        return path
+
+    def make_big_file(self, name: str, size: int) -> Path:
+        """A file of random bytes written in 1 MiB blocks (never held in memory whole)."""
+        path = self.files_dir / name
+        block = os.urandom(1 << 20)
+        with open(path, "wb") as out:
+            remaining = size
+            counter = 0
+            while remaining:
+                piece = block[: min(remaining, len(block))]
+                # Vary each block so no two chunks are equal (a resume bug that repeats data would show).
+                out.write(counter.to_bytes(8, "big") + piece[8:] if len(piece) >= 8 else piece)
+                remaining -= len(piece)
+                counter += 1
+        return path
+
+    # -- user actions ----------------------------------------------------------------------------------------
+
+    def choose(self, page, slot: str, paths: Iterable[Path]) -> None:  # type: ignore[no-untyped-def]
+        """Choose files in the slot's file input, as the file dialog would."""
+        page.set_input_files(f'input[dj-upload="{slot}"]', [str(p) for p in paths])
+
+    def drop(self, page, selector: str, files: list[tuple[str, str, bytes]]) -> bool:  # type: ignore[no-untyped-def]
+        """Drag files over ``selector`` and drop them: dragenter, dragover, drop with a real DataTransfer.
+
+        Returns whether the drop zone had the upload-dragover class while the files were over it.
+        """
+        payload = [{"name": n, "type": t, "data": base64.b64encode(d).decode()} for n, t, d in files]
+        return page.evaluate(DROP_SCRIPT, {"selector": selector, "files": payload})
+
+    def wait_for_entries(self, page, predicate_js: str) -> None:  # type: ignore[no-untyped-def]
+        """Wait until ``predicate_js`` (a function of the entries array) is true."""
+        page.wait_for_function(f"() => ({predicate_js})(window.djUploads.entries())")
+
+    def wait_all_complete(self, page, count: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+        self.wait_for_entries(page, f"(es) => es.length === {count} && es.every((e) => e.status === 'complete')")
+        return page.evaluate("window.djUploads.entries()")
+
+
+DROP_SCRIPT = """({selector, files}) => {
+  const target = document.querySelector(selector);
+  const transfer = new DataTransfer();
+  for (const f of files) {
+    const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], f.name, {type: f.type}));
+  }
+  const fire = (type) => target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+  fire("dragenter");
+  fire("dragover");
+  const over = target.closest("[dj-upload-drop]").classList.contains("upload-dragover");
+  fire("drop");
+  return over;
+}
+"""
