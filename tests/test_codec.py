@@ -202,14 +202,8 @@ class DecodeMessageTests(TestCase):
     def test_deeply_nested_json_is_protocol_error(self) -> None:
         self.assertProtocolError("[" * 5000)
 
-    test_deeply_nested_json_is_protocol_error.todo = (  # type: ignore[attr-defined]
-        "codec.decode_message lets json.loads' RecursionError escape (not a ValueError)")
-
     def test_deeply_nested_field_is_protocol_error(self) -> None:
         self.assertProtocolError('{"type":"auth","token":"t","x":' + "[" * 5000 + "]" * 5000 + "}")
-
-    test_deeply_nested_field_is_protocol_error.todo = (  # type: ignore[attr-defined]
-        "codec.decode_message lets json.loads' RecursionError escape (not a ValueError)")
 
     @fuzz
     @given(st.binary(max_size=200))

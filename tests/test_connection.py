@@ -116,9 +116,6 @@ class AuthenticationTests(ConnectionTestCase):
         client.send("auth", token="\u00e9t\u00e9.x")
         self.assertClosedWith(client, "invalid_token", CLOSE_INVALID_TOKEN)
 
-    test_non_ascii_token_is_invalid_token_and_close_4001.todo = (  # type: ignore[attr-defined]
-        "tokens.HMACTokenVerifier raises UnicodeEncodeError, which escapes text_received")
-
     def test_rejected_token_opens_no_session(self) -> None:
         client = self.server.connect()
         client.send("auth", token=self.server.token("other-session")[:-2])
@@ -176,9 +173,6 @@ class MalformedMessageTests(ConnectionTestCase):
     def test_deeply_nested_json_is_protocol_error(self) -> None:
         self.client.connection.text_received("[" * 5000)
         self.assertClosedWith(self.client, "protocol_error", CLOSE_PROTOCOL_ERROR)
-
-    test_deeply_nested_json_is_protocol_error.todo = (  # type: ignore[attr-defined]
-        "codec.decode_message lets RecursionError escape text_received")
 
     def test_short_frame_is_protocol_error_and_close_4002(self) -> None:
         self.client.connection.binary_received(encode_chunk_header(1, 0))
@@ -271,9 +265,6 @@ class AnnounceTests(ConnectionTestCase):
     def test_rejected_zero_byte_file_leaves_no_entry(self) -> None:
         self.assertRejected("type_mismatch", name="empty.png", mime="image/png", size=0)
         self.assertEqual(self.registry.list_entries("session-1"), [])
-
-    test_rejected_zero_byte_file_leaves_no_entry.todo = (  # type: ignore[attr-defined]
-        "registry.announce stores the zero-byte entry before complete() fails it; 'rejected' leaves an entry")
 
 
 class ServerBusyTests(ConnectionTestCase):
@@ -775,7 +766,3 @@ class FrameLimitTests(ConnectionTestCase):
         first.connection.connection_lost()
         client = self.connect_limited({"files": SlotConfig(chunk_size=1024)})
         self.assertGreaterEqual(client.frame_limits[0], 65536 + 12)  # type: ignore[attr-defined]
-
-    test_frame_limit_covers_a_resumable_entry_from_an_earlier_token.todo = (  # type: ignore[attr-defined]
-        "connection._authenticate sizes the frame limit from session.slots only, not from existing entries' "
-        "slot configs, so resuming such an entry ends in close 1009")

@@ -210,10 +210,6 @@ class CompletionTests(RegistryTestCase):
         self.assertAnnounceRefused(ErrorCode.TYPE_MISMATCH, name="empty.png", mime="image/png", size=0)
         self.assertEqual(self.registry.list_entries("s1"), [])
 
-    test_zero_byte_file_of_magic_type_is_refused_without_leaving_an_entry.todo = (  # type: ignore[attr-defined]
-        "registry.announce: complete() of a zero-byte entry raises after the entry was stored, so an errored "
-        "entry stays behind although the client is told 'rejected'")
-
     def test_content_mismatch_in_a_small_file_is_found_at_its_last_chunk(self) -> None:
         entry = self.announce(name="me.png", size=2000, slot="avatar", mime="image/png")
         self.assertRaises(UploadError, self.feed, entry, text_bytes(2000))

@@ -112,21 +112,13 @@ class OptionsTests(TestCase):
     def test_negative_resume_grace_is_a_usage_error(self) -> None:
         self.assertUsageError("--secret", SECRET, "--resume-grace", "-1")
 
-    test_negative_resume_grace_is_a_usage_error.todo = (  # type: ignore[attr-defined]
-        "tap.Options.postOptions does not validate --resume-grace")
-
     def test_zero_complete_ttl_is_a_usage_error(self) -> None:
         # With 0, a finished upload is deleted the moment it completes, before the application can consume it.
         self.assertUsageError("--secret", SECRET, "--complete-ttl", "0")
 
-    test_zero_complete_ttl_is_a_usage_error.todo = (  # type: ignore[attr-defined]
-        "tap.Options.postOptions does not validate --complete-ttl")
-
     def test_zero_max_session_bytes_is_a_usage_error(self) -> None:
         self.assertUsageError("--secret", SECRET, "--max-session-bytes", "0")
 
-    test_zero_max_session_bytes_is_a_usage_error.todo = (  # type: ignore[attr-defined]
-        "tap.Options.postOptions does not validate --max-session-bytes")
 
 
 class EndpointTests(TestCase):

@@ -289,14 +289,8 @@ class SanitizeNameTests(TestCase):
         # NAME_MAX is 255 *bytes* on Linux/macOS: 200 CJK characters are 600 bytes and cannot be saved.
         self.assertLessEqual(len(sanitize_name("\u4e2d" * 300 + ".png").encode("utf-8")), 255)
 
-    test_long_multibyte_name_fits_a_posix_file_name.todo = (  # type: ignore[attr-defined]
-        "validation.sanitize_name limits characters, not UTF-8 bytes")
-
     def test_windows_device_name_is_not_kept(self) -> None:
         self.assertNotIn(sanitize_name("CON.txt").split(".")[0].upper(), {"CON", "PRN", "AUX", "NUL"})
-
-    test_windows_device_name_is_not_kept.todo = (  # type: ignore[attr-defined]
-        "validation.sanitize_name promises names Windows accepts but keeps reserved device names")
 
     @fuzz
     @given(st.text(max_size=400))

@@ -65,7 +65,7 @@ def decode_message(text: str | bytes, schema: dict[str, dict[str, type | tuple[t
         raise UploadError(ErrorCode.PROTOCOL_ERROR, "control message too long")
     try:
         message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise UploadError(ErrorCode.PROTOCOL_ERROR, f"malformed JSON: {error}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise UploadError(ErrorCode.PROTOCOL_ERROR, "a control message must be an object with a type")

@@ -132,6 +132,7 @@ class UploadConnection:
             if completed:
                 self.registry.complete(session, entry)
         except UploadError as error:
+            self._acked.pop(entry_id, None)
             self.registry.fail(session, entry, error)
             self._send_entry_error(entry)
             return
@@ -162,9 +163,12 @@ class UploadConnection:
         self.registry.attach(self.session)
         self.state = ConnectionState.OPEN
         limit_frames = getattr(self.transport, "limit_frames", None)
-        if limit_frames is not None and self.session.slots:
-            # From now on nothing larger than the largest granted chunk (plus header) is even read.
-            largest = max(slot.chunk_size for slot in self.session.slots.values()) + HEADER_SIZE
+        if limit_frames is not None:
+            # From now on nothing larger than the largest chunk this session may send (plus header) is even read;
+            # paused entries keep the chunk size of the token they were announced under.
+            chunk_sizes = [slot.chunk_size for slot in self.session.slots.values()]
+            chunk_sizes += [e.slot.chunk_size for e in self.session.entries.values() if not e.status.finished]
+            largest = max(chunk_sizes, default=0) + HEADER_SIZE
             limit_frames(min(self.limits.max_frame, max(largest, MAX_CONTROL_BYTES)))
         slots = {name: {**slot.to_dict(), "window": self._window(slot.chunk_size)}
                  for name, slot in self.session.slots.items()}

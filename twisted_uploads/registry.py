@@ -116,6 +116,9 @@ class UploadRegistry:
                               f"{slot_name} takes at most {slot.max_entries} file(s)")
         if session.declared_bytes() + size > self.max_session_bytes:
             raise UploadError(ErrorCode.QUOTA_EXCEEDED)
+        if size == 0:
+            # An empty file is its own complete content: check it now, so a refusal creates no entry.
+            check_content(slot, client_name, mime, b"")
         entry_id = next(self._ids) & 0xFFFFFFFF
         try:
             writer = self.store.open(session.session_id, entry_id)
@@ -200,12 +203,14 @@ class UploadRegistry:
         return entry.info()
 
     def cancel_entry(self, session: UploadSession, entry: Entry) -> None:
-        """Cancel ``entry``, delete its bytes, and tell its connection; finished entries stay as they are."""
+        """Cancel ``entry``, delete its bytes, and tell its connection (once)."""
+        if entry.status is EntryStatus.CANCELLED:
+            return
         if entry.status in (EntryStatus.COMPLETE, EntryStatus.ERROR):
             # Cancelling a finished upload means the application does not want it: drop it now.
             self._remove(session, entry)
             entry.status = EntryStatus.CANCELLED
-        elif entry.status is not EntryStatus.CANCELLED:
+        else:
             self._discard_bytes(entry)
             entry.status = EntryStatus.CANCELLED
             entry.error = ErrorCode.CANCELLED

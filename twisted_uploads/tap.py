@@ -65,6 +65,9 @@ class Options(usage.Options):
                 raise usage.UsageError(f"standalone mode needs --secret or ${SECRET_ENV} to verify upload tokens")
             if len(self["secret"].encode("utf-8")) < 16:
                 raise usage.UsageError("the secret must be at least 16 bytes long")
+        if self["resume-grace"] < 0 or self["complete-ttl"] <= 0 or self["max-session-bytes"] < 1:
+            raise usage.UsageError("--resume-grace must be >= 0, --complete-ttl > 0 and --max-session-bytes >= 1 "
+                                   "(a finished upload must live long enough to be consumed)")
         try:
             self["limits"] = ConnectionLimits(self["auth-timeout"], self["max-parallel"], self["window"],
                                               self["max-frame"])

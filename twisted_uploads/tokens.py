@@ -85,7 +85,7 @@ class HMACTokenVerifier:
         self._clock = clock
 
     def __call__(self, token: str) -> TokenGrant:
-        if not isinstance(token, str) or token.count(".") != 1:
+        if not isinstance(token, str) or not token.isascii() or token.count(".") != 1:
             raise UploadError(ErrorCode.INVALID_TOKEN, "missing or malformed upload token")
         payload_part, signature = token.split(".")
         if not hmac.compare_digest(signature, _signature(self._secret, payload_part)):

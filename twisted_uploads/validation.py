@@ -19,7 +19,10 @@ from .slots import SlotConfig
 #: How many leading bytes the content checks look at (filetype reads at most this many).
 HEAD_BYTES = 8192
 
+#: Characters kept of a client's file name; also never more than MAX_NAME_BYTES of UTF-8 (file systems count bytes).
 MAX_NAME_LENGTH = 200
+MAX_NAME_BYTES = 240
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 _ALIASES = {"jpeg": "jpg", "jpe": "jpg", "jfif": "jpg", "tiff": "tif", "mid": "midi", "oga": "ogg", "ogv": "ogg",
             "opus": "ogg", "apng": "png", "m4v": "mp4", "m4a": "mp4", "3gp": "mp4", "mov": "mp4", "heic": "mp4",
@@ -66,10 +69,15 @@ def sanitize_name(raw: str) -> str:
     name = unicodedata.normalize("NFC", str(raw)).replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = re.sub(r'[<>:"|?*]', "_", name).strip().lstrip(".").strip()
+    stem, ext = os.path.splitext(name)
+    ext = ext[:20]
     if len(name) > MAX_NAME_LENGTH:
-        stem, ext = os.path.splitext(name)
-        ext = ext[:20]
-        name = stem[: MAX_NAME_LENGTH - len(ext)] + ext
+        stem = stem[: MAX_NAME_LENGTH - len(ext)]
+    while len((stem + ext).encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    name = (stem.rstrip() + ext) if stem.strip() else ext.lstrip(".")
+    if name.split(".")[0].lower() in _WINDOWS_DEVICES:
+        name = "_" + name
     return name or "upload"
 
 

@@ -21,10 +21,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .. import SUBPROTOCOL
-from ..codec import SERVER_MESSAGES, decode_message, encode_chunk_header, encode_message
+from ..codec import HEADER_SIZE, SERVER_MESSAGES, decode_message, encode_chunk_header, encode_message
 from ..errors import CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR, ErrorCode, UploadError
+from ..slots import MAX_CHUNK_SIZE
 
 log = Logger()
+
+#: Largest frame the client sends or accepts: the largest chunk size a slot may have, plus the header.
+MAX_FRAME = MAX_CHUNK_SIZE + HEADER_SIZE
 
 #: Seconds the server gets to answer our close frame.
 CLOSE_GRACE = 5.0
@@ -177,8 +181,8 @@ class UploadClient:
         self._connecting = True
         factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin)
         # Autobahn's handshake timers are replaced by ours (cancellable, on self.reactor).
-        factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=1 << 20,
-                                   maxMessagePayloadSize=1 << 20, openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=MAX_FRAME,
+                                   maxMessagePayloadSize=MAX_FRAME, openHandshakeTimeout=0, closeHandshakeTimeout=0)
         connectWS(factory)
 
     def _connected(self, protocol: _ClientProtocol) -> None:
