@@ -378,7 +378,11 @@ class Bench:
         if window:
             argv += ["--window", str(window)]
         t0 = time.perf_counter()
-        out = run(argv, what="twisted_uploads upload", timeout=1800)
+        # a generous bound (>= 5 MiB/s) so a stalled client fails its row instead of hanging the run
+        try:
+            out = run(argv, what="twisted_uploads upload", timeout=60 + os.path.getsize(path) / MiB / 5)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"the upload CLI stalled (no completion after {e.timeout:.0f} s)") from None
         wall = time.perf_counter() - t0
         res = last_json(out)
         return res, wall
@@ -552,22 +556,31 @@ class Bench:
     def row_chromium(self):
         js = os.path.join(ROOT, "static", "uploads.js")
         if not os.path.exists(js):
-            self.skip("chromium", "chromium", "static/uploads.js does not exist yet")
+            self.skip("chromium -> ours", "chromium", "static/uploads.js does not exist")
             return
-        script = os.path.join(HERE, "chromium.py")
-        if not os.path.exists(script):
-            self.skip("chromium", "chromium", "bench/chromium.py not written yet")
+        chrome = os.environ.get("TWISTED_UPLOADS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+        if not os.access(chrome, os.X_OK):
+            self.skip("chromium -> ours", "chromium", f"no Chromium at {chrome} (apt-get install chromium)")
             return
-        chrome = shutil.which("chromium") or "/usr/bin/chromium"
-        with self.ours_server("ours-chromium") as srv:
+        try:
+            run([self.py, "-c", "import playwright.sync_api"], what="import playwright")
+        except Exception:
+            self.skip("chromium -> ours", "chromium", "python package playwright not installed (pip install -e .[test])")
+            return
+        page_port = free_port()
+        with self.ours_server("ours-chromium", extra=["--allowed-origin", f"http://127.0.0.1:{page_port}"]) as srv:
             tok = self.tokens(1, 64 * KiB, self.size)[0]
             probe = RSSProbe(srv.proc.pid)
-            res = last_json(run([self.py, script, "--url", srv.url, "--token", tok, "--slot", SLOT,
-                                 "--file", self.file, "--chromium", chrome, "--static", os.path.dirname(js)],
-                                what="chromium"))
-            self.add("chromium -> ours", "chromium", res["seconds"], self.size, res["status"] == "complete",
-                     res.get("sha256") == self.sha and verify_stored(self.upload_dir, self.size, self.sha),
-                     rss_growth_mib=probe.growth_mib())
+            res = last_json(run([self.py, os.path.join(HERE, "chromium.py"), "--url", srv.url, "--token", tok,
+                                 "--slot", SLOT, "--file", self.file, "--chromium", chrome,
+                                 "--static", os.path.dirname(js), "--page-port", str(page_port),
+                                 "--chunk-size", str(64 * KiB)], what="chromium", timeout=1800))
+            ok = res["status"] == "complete"
+            self.add("chromium -> ours chunk=64K window=16", "chromium", res["seconds"], self.size, ok,
+                     verify_stored(self.upload_dir, self.size, self.sha) if ok else None, chunk=64 * KiB,
+                     rss_growth_mib=probe.growth_mib(), client="chromium (static/uploads.js)",
+                     error=None if ok else res.get("error"))
+            empty_dir_contents(self.upload_dir)
 
     def row_memory(self):
         repeat = 2
