@@ -13,13 +13,14 @@ import base64
 import hashlib
 import json
 import os
-import select
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
@@ -109,40 +110,68 @@ def png_bytes(size: int = 0) -> bytes:
     return data
 
 
+def picture_png(width: int, height: int, hue: int = 0) -> bytes:
+    """A real RGB picture (a soft gradient with a disc), so previews and screenshots show something."""
+    import struct
+    import zlib
+
+    rows = bytearray()
+    cx, cy, radius = width / 2, height / 2, min(width, height) / 3
+    for y in range(height):
+        rows.append(0)  # filter: none
+        for x in range(width):
+            inside = (x - cx) ** 2 + (y - cy) ** 2 <= radius**2
+            r = (x * 255 // max(1, width - 1) + hue) % 256
+            g = (y * 255 // max(1, height - 1) + hue * 2) % 256
+            b = (200 + hue * 3) % 256
+            rows += bytes((255 - r // 3, 240, 200)) if inside else bytes((r, g, b))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
+            + chunk(b"IEND", b""))
+
+
 class SiteProcess:
-    """A server subprocess that prints ``PORT <n>`` once it listens; stopped (and waited for) at cleanup."""
+    """A server subprocess that prints its port on stdout once it listens; stopped (and waited for) at cleanup."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
                  port_marker: Callable[[str], int | None] | None = None) -> None:
         self.log_path = tempfile.mktemp(prefix="twisted-uploads-site-", suffix=".log")
         self.log = open(self.log_path, "w+")
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=cwd)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        # One thread reads stdout line by line for the whole life of the process (select() on a buffered pipe
+        # would miss lines already read into the buffer), so the child never blocks on a full pipe either.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         marker = port_marker or (lambda line: int(line.split()[1]) if line.startswith("PORT ") else None)
-        self.port = self._read_port(marker)
+        self.port = self._wait_for_port(marker)
 
-    def _read_port(self, marker: Callable[[str], int | None]) -> int:
-        assert self.process.stdout is not None
-        lines = []
-        while True:
-            ready, _, _ = select.select([self.process.stdout], [], [], 30)
-            if not ready:
-                self.stop()
-                raise AssertionError(f"server did not start in 30 s: {''.join(lines)}{self.read_log()}")
-            line = self.process.stdout.readline()
-            if not line:
-                self.stop()
-                raise AssertionError(f"server exited: {''.join(lines)}{self.read_log()}")
-            lines.append(line)
-            port = marker(line)
-            if port:
-                # Keep draining stdout so the child never blocks on a full pipe.
-                threading.Thread(target=self._drain, daemon=True).start()
-                return port
-
-    def _drain(self) -> None:
+    def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self._lines.put(line)
             self.log.write(line)
+            self.log.flush()
+        self._lines.put(None)
+
+    def _wait_for_port(self, marker: Callable[[str], int | None]) -> int:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = ""
+            if not line:
+                output = self.read_log()
+                self.stop()
+                raise AssertionError(f"server {'exited' if line is None else 'did not start in 60 s'}:\n{output}")
+            port = marker(line)
+            if port:
+                return port
 
     def read_log(self) -> str:
         self.log.flush()
@@ -156,6 +185,7 @@ class SiteProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._reader.join(10)
         self.log.close()
         os.unlink(self.log_path)
 
@@ -392,3 +422,68 @@ DROP_SCRIPT = """({selector, files}) => {
   return over;
 }
 """
+
+
+class DemoTestCase(BrowserTestCase):
+    """A test against the demo project (demo/), served by ``twistd uploads --settings`` in a subprocess.
+
+    The demo runs with its own settings except for where it writes: media, uploads and sessions go to a temporary
+    directory (file sessions, so no database migration is needed).
+    """
+
+    def setUp(self) -> None:  # noqa: D102 — replaces the test site with the demo
+        self.browser = _Browser.get()
+        self.workdir = Path(tempfile.mkdtemp(prefix="twisted-uploads-demo-"))
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.media_dir = self.workdir / "media"
+        self.files_dir = self.workdir / "files"
+        for path in (self.media_dir, self.files_dir, self.workdir / "uploads", self.workdir / "sessions"):
+            path.mkdir()
+        (self.workdir / "browser_demo_settings.py").write_text(
+            "from demo.settings import *  # noqa: F401,F403\n"
+            f"MEDIA_ROOT = {str(self.media_dir)!r}\n"
+            f"UPLOADS_DIR = {str(self.workdir / 'uploads')!r}\n"
+            "SESSION_ENGINE = 'django.contrib.sessions.backends.file'\n"
+            f"SESSION_FILE_PATH = {str(self.workdir / 'sessions')!r}\n")
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.workdir), str(REPO)])}
+
+        def site_port(line: str) -> int | None:
+            marker = "Site starting on "
+            return int(line.split(marker, 1)[1].split()[0]) if marker in line else None
+
+        self.site = SiteProcess([twistd, "-n", "--pidfile=", "uploads", "--settings", "browser_demo_settings",
+                                 "--listen", "tcp:0:interface=127.0.0.1"], env=env, cwd=str(REPO),
+                                port_marker=site_port)
+        self.addCleanup(self.site.stop)
+        self.base_url = f"http://127.0.0.1:{self.site.port}"
+        self.context = self.browser.browser.new_context(viewport={"width": 1000, "height": 800})
+        self.context.set_default_timeout(WAIT_MS)
+        self.context.add_init_script(RECORDER)
+        self.addCleanup(self.context.close)
+        self.console = []
+
+    def open_demo(self, path: str):  # type: ignore[no-untyped-def]
+        page = self.context.new_page()
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+        page.goto(self.base_url + path)
+        page.wait_for_function("() => window.djUploads !== undefined")
+        return page
+
+    def fetch_bytes(self, page, url: str) -> bytes:  # type: ignore[no-untyped-def]
+        """GET a URL with the page's cookies (e.g. a saved file under MEDIA_URL)."""
+        response = page.request.get(url if "://" in url else self.base_url + url)
+        self.assertEqual(response.status, 200, url)
+        return response.body()
+
+    def screenshot(self, page, name: str) -> None:  # type: ignore[no-untyped-def]
+        """Save docs/screenshots/<name>.png when $TWISTED_UPLOADS_SCREENSHOTS names a directory."""
+        directory = os.environ.get(SCREENSHOTS_ENV)
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
+
+
+#: Set to a directory (docs/screenshots) to have the demo tests save one screenshot per example page.
+SCREENSHOTS_ENV = "TWISTED_UPLOADS_SCREENSHOTS"
