@@ -6,6 +6,7 @@ the bridge (crochet, ``no_setup`` mode); the Python upload client talks to the s
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -89,6 +90,20 @@ class Browser:
 def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
     """Run Django code off the reactor thread, as twistd's WSGI container does."""
     return deferToThread(function, *args, **kwargs)
+
+
+def django_thread(test: Callable[..., Any]) -> Callable[..., Deferred]:
+    """Run a synchronous test method in a worker thread.
+
+    Django refuses database access from a thread where an asyncio loop runs — which the main thread is once
+    Playwright's sync API was used in the same trial run — and a WSGI thread is where views run anyway.
+    """
+
+    @functools.wraps(test)
+    def run(self: Any) -> Deferred:
+        return deferToThread(test, self)
+
+    return run
 
 
 class ShimServerTestCase(unittest.TestCase):

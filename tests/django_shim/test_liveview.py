@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from django.test import Client, override_settings
+from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from django_shim.decorators import event_handler, is_event_handler
 from django_shim.state import UnserializableState
 
-from .support import Browser, Page
+from .support import Browser, Page, django_thread, in_thread
 
 
 class RenderingTests(unittest.TestCase):
 
+    @django_thread
     def test_a_whole_document_template_gets_the_root_around_its_body_and_the_client_in_its_head(self):
         page = Browser().open("/document/")
         self.assertIn('<head><title>Doc</title><link rel="stylesheet" href="/static/twisted_uploads/uploads.css">'
@@ -21,16 +23,19 @@ class RenderingTests(unittest.TestCase):
         self.assertIn("</form>\n</div></body>", page.html)
         self.assertEqual(page.html.count("uploads.js"), 1)
 
+    @django_thread
     def test_a_fragment_template_is_placed_into_the_page_template(self):
         page = Browser().open("/profile/")
         self.assertTrue(page.html.startswith("<!doctype html>"))
         self.assertEqual(page.html.count("uploads.js"), 1)
         self.assertIn('<main><div data-dj-view="', page.html)
 
+    @django_thread
     def test_a_view_without_slots_carries_no_upload_config(self):
         page = Browser().open("/document/")
         self.assertNotIn("data-dj-uploads", page.html)
 
+    @django_thread
     def test_url_kwargs_reach_mount(self):
         page = Browser().open("/document/Ada/")
         self.assertIn("Hello Ada", page.html)
@@ -38,14 +43,20 @@ class RenderingTests(unittest.TestCase):
 
 class EventTests(unittest.TestCase):
 
-    def setUp(self) -> None:
+    def setUp(self) -> Deferred:
         self.browser = Browser()
-        self.page = self.browser.open("/document/")
 
+        def open_page() -> None:
+            self.page = self.browser.open("/document/")
+
+        return in_thread(open_page)
+
+    @django_thread
     def test_a_handler_gets_the_form_fields_it_names(self):
         after = self.browser.event(self.page, "rename", name="Grace", unrelated="x")
         self.assertIn("Hello Grace", after.html)
 
+    @django_thread
     def test_a_plain_post_redirects_to_the_stored_instance(self):
         response = self.browser.post(self.page, "rename", None, name="Linus")
         self.assertEqual(response.status_code, 303)
@@ -53,17 +64,20 @@ class EventTests(unittest.TestCase):
         self.assertEqual(again.view_id, self.page.view_id)
         self.assertIn("Hello Linus", again.html)
 
+    @django_thread
     def test_methods_not_marked_as_handlers_cannot_be_called(self):
         for name in ("not_a_handler", "mount", "dispatch", "_restore", "get", "__init__", "no_such"):
             response = self.browser.post(Page("/files/", self.browser.open("/files/").html), name)
             self.assertEqual(response.status_code, 400, name)
 
+    @django_thread
     def test_a_post_without_a_view_id_mounts_a_fresh_instance(self):
         response = self.browser.client.post("/document/", {"dj_event": "rename", "name": "New",
                                                             "csrfmiddlewaretoken": self.page.csrf})
         self.assertEqual(response.status_code, 303)
         self.assertNotIn(self.page.view_id, response["Location"])
 
+    @django_thread
     def test_events_need_the_csrf_token(self):
         client = Client(enforce_csrf_checks=True)
         client.get("/document/")
@@ -71,6 +85,7 @@ class EventTests(unittest.TestCase):
                                headers={"X-DJ-Request": "1"})
         self.assertEqual(response.status_code, 403)
 
+    @django_thread
     def test_private_attributes_are_not_state(self):
         from django_shim.state import SESSION_KEY
 
@@ -80,11 +95,13 @@ class EventTests(unittest.TestCase):
 
 class StateTests(unittest.TestCase):
 
+    @django_thread
     def test_an_attribute_the_session_cannot_store_is_named_in_the_error(self):
         with self.assertRaises(UnserializableState) as caught:
             Browser().open("/bad/")
         self.assertIn("BadStateView.when", str(caught.exception))
 
+    @django_thread
     @override_settings(UPLOADS_MAX_VIEWS=2)
     def test_only_the_most_recent_view_states_are_kept(self):
         browser = Browser()
@@ -94,6 +111,7 @@ class StateTests(unittest.TestCase):
         again = browser.open(f"/document/?dj_view={first.view_id}")
         self.assertNotEqual(again.view_id, first.view_id)
 
+    @django_thread
     def test_a_view_id_of_another_view_class_does_not_restore(self):
         browser = Browser()
         files = browser.open("/files/")
@@ -103,6 +121,7 @@ class StateTests(unittest.TestCase):
 
 class DecoratorTests(unittest.TestCase):
 
+    @django_thread
     def test_event_handler_works_with_and_without_parentheses(self):
         @event_handler()
         def one(self): ...
