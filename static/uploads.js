@@ -491,7 +491,10 @@
       }
     }
 
-    /** Read and send chunks while the entry's unacknowledged bytes fit its window. One read at a time. */
+    /**
+     * Read and send while the entry's unacknowledged bytes fit its window. Each read takes the free part of the
+     * window in one File.slice (at most `window` bytes: the file is never held in memory), cut into frames.
+     */
     async stream(entry) {
       if (entry.reading) return;
       const ws = this.ws;
@@ -502,19 +505,25 @@
       try {
         while (live() && entry.sentOffset < entry.size) {
           const start = entry.sentOffset;
-          const end = Math.min(entry.size, start + entry.chunkSize);
           const unacked = start - entry.ackedOffset;
-          if (unacked > 0 && unacked + (end - start) > entry.window) break;
-          // File.slice reads just this chunk from disk: the file is never held in memory.
-          const payload = await entry.file.slice(start, end).arrayBuffer();
+          let chunks = Math.floor((entry.window - unacked) / entry.chunkSize);
+          if (chunks < 1) {
+            if (unacked > 0) break; // wait for an ack
+            chunks = 1;             // a window smaller than a chunk still moves one chunk at a time
+          }
+          const end = Math.min(entry.size, start + chunks * entry.chunkSize);
+          const block = await entry.file.slice(start, end).arrayBuffer();
           if (!live() || entry.sentOffset !== start) break;
-          if (payload.byteLength !== end - start) throw new Error("short read");
-          const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
-          const header = new DataView(frame.buffer);
-          header.setUint32(0, entry.entryId);
-          header.setBigUint64(4, BigInt(start));
-          frame.set(new Uint8Array(payload), FRAME_HEADER_BYTES);
-          ws.send(frame);
+          if (block.byteLength !== end - start) throw new Error("short read");
+          for (let offset = 0; offset < block.byteLength; offset += entry.chunkSize) {
+            const length = Math.min(entry.chunkSize, block.byteLength - offset);
+            const frame = new Uint8Array(FRAME_HEADER_BYTES + length);
+            const header = new DataView(frame.buffer);
+            header.setUint32(0, entry.entryId);
+            header.setBigUint64(4, BigInt(start + offset));
+            frame.set(new Uint8Array(block, offset, length), FRAME_HEADER_BYTES);
+            ws.send(frame);
+          }
           entry.sentOffset = end;
         }
       } catch (error) {

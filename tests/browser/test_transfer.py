@@ -1,0 +1,94 @@
+"""The transfer itself in Chromium: resume after the server side drops the WebSocket, and bounded tab memory."""
+
+from __future__ import annotations
+
+from .support import BrowserTestCase, CuttingProxy, memory_kib, renderer_processes, sha256_file
+
+MiB = 1024 * 1024
+BIG = {"files": {"max_entries": 2, "max_file_size": 1024 * MiB}}
+
+
+class ResumeTests(BrowserTestCase):
+    """Kill the WebSocket mid-upload from the server side: the browser reconnects, resumes and completes."""
+
+    def upload_through_cutting_proxy(self, size: int, cut_after: int):  # type: ignore[no-untyped-def]
+        proxy = CuttingProxy(self.site.port, cut_websocket_after=cut_after)
+        self.addCleanup(proxy.close)
+        page = self.open_page(BIG, base_url=f"http://127.0.0.1:{proxy.port}")
+        source = self.make_big_file("big.bin", size)
+        self.choose(page, "files", [source])
+        [entry] = self.wait_all_complete(page, 1)
+        return proxy, page, source, entry
+
+    def test_a_dropped_connection_resumes_where_the_server_stopped(self) -> None:
+        size = 24 * MiB
+        proxy, page, source, entry = self.upload_through_cutting_proxy(size, cut_after=8 * MiB)
+        self.assertEqual(proxy.cuts, 1)
+        self.assertEqual(entry["sha256"], sha256_file(source))
+        self.assertEqual(entry["resumeCount"], 1)
+        self.assertEqual(page.evaluate("window.djUploads.connection().sockets"), 2)
+        [held] = self.server_state(page)["entries"]
+        self.assertEqual((held["status"], held["sha256"]), ("complete", sha256_file(source)))
+        # Resumed, not restarted: at most one window (16 chunks) was sent twice, plus frame headers.
+        self.assertLess(proxy.websocket_bytes_up, size + 2 * MiB)
+        statuses = {e["detail"]["status"] for e in self.events(page, "djust:upload:progress")}
+        self.assertEqual(statuses, {"uploading", "complete"})
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+
+    def test_the_saved_file_equals_the_source_after_a_resume(self) -> None:
+        proxy, page, source, entry = self.upload_through_cutting_proxy(6 * MiB, cut_after=1 * MiB)
+        page.click("#save")
+        page.locator('#saved li[data-name="big.bin"]').wait_for()
+        [saved] = self.server_state(page)["saved"]
+        self.assertEqual(sha256_file(saved["path"]), sha256_file(source))
+
+
+class ResumeAfterGraceTests(BrowserTestCase):
+    """With resume_grace 0 the server forgets the paused entry: the client sends the file again from the start."""
+
+    site_args = ("--resume-grace", "0")
+
+    def test_an_entry_the_server_forgot_is_announced_again(self) -> None:
+        proxy = CuttingProxy(self.site.port, cut_websocket_after=2 * MiB)
+        self.addCleanup(proxy.close)
+        page = self.open_page(BIG, base_url=f"http://127.0.0.1:{proxy.port}")
+        source = self.make_big_file("again.bin", 6 * MiB)
+        self.choose(page, "files", [source])
+        [entry] = self.wait_all_complete(page, 1)
+        self.assertEqual(proxy.cuts, 1)
+        self.assertEqual(entry["sha256"], sha256_file(source))
+        self.assertEqual(entry["resumeCount"], 0)
+        self.assertEqual([e["status"] for e in self.server_state(page)["entries"]], ["complete"])
+
+
+class MemoryTests(BrowserTestCase):
+    """A 200 MiB upload must not make the tab's memory grow with the file (File.slice reads, windowed sending)."""
+
+    def test_a_200_mib_upload_keeps_the_tab_memory_flat(self) -> None:
+        page = self.open_page(BIG)
+        renderers = renderer_processes()
+        self.assertTrue(renderers, "no Chromium renderer process found under this test process")
+        baseline = {pid: memory_kib(pid, "VmRSS") for pid in renderers}
+
+        def peak_growth_mib() -> float:
+            return max(memory_kib(pid, "VmHWM") - baseline[pid] for pid in renderers) / 1024
+
+        # A 50 MiB warm-up brings the garbage collector to its steady state (chunks are collected in batches).
+        warm_up = self.make_big_file("warm-up.bin", 50 * MiB)
+        self.choose(page, "files", [warm_up])
+        self.wait_all_complete(page, 1)
+        after_warm_up = peak_growth_mib()
+        heap_before = page.evaluate("performance.memory.usedJSHeapSize")
+
+        source = self.make_big_file("huge.bin", 200 * MiB)
+        self.choose(page, "files", [source])
+        entries = self.wait_all_complete(page, 2)
+
+        self.assertEqual({e["name"]: e["sha256"] for e in entries}["huge.bin"], sha256_file(source))
+        after_big = peak_growth_mib()
+        heap_growth_mib = (page.evaluate("performance.memory.usedJSHeapSize") - heap_before) / MiB
+        # Four times the bytes, (almost) the same peak: memory follows the window, not the file.
+        self.assertLess(after_big - after_warm_up, 32,
+                        f"renderer peak RSS: +{after_warm_up:.0f} MiB after 50 MiB, +{after_big:.0f} MiB after 200 MiB")
+        self.assertLess(after_big, 150, f"renderer peak RSS grew by {after_big:.0f} MiB")
+        self.assertLess(heap_growth_mib, 16, f"JS heap grew by {heap_growth_mib:.0f} MiB")
