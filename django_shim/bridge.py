@@ -23,6 +23,7 @@ Process models (DESIGN.md §6):
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -139,15 +140,18 @@ class UploadBridge:
     def ingest_file(self, session_id: str, slots: dict[str, SlotConfig], slot: str, client_name: str,
                     client_type: str, source_path: str) -> EntryInfo:
         """Record a file posted without the WebSocket, validated by the same rules (the no-JS fallback)."""
-        return self._registry_call("ingest_file", session_id, slots, slot, client_name, client_type, source_path)
+        # Hashing and moving the file happen in the reactor thread: allow for the file's size (20 MB/s).
+        timeout = self.timeout + os.path.getsize(source_path) / 20e6
+        return self._registry_call("ingest_file", session_id, slots, slot, client_name, client_type, source_path,
+                                   timeout=timeout)
 
-    def _registry_call(self, method: str, *args: Any) -> Any:
+    def _registry_call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         def in_reactor() -> Any:
             # The registry is looked up in the reactor thread too: nothing of it is touched from here.
             return getattr(self.server.registry, method)(*args)
 
         in_reactor.__name__ = method
-        return self.call(in_reactor)
+        return self.call(in_reactor, timeout=timeout)
 
 
 _lock = threading.Lock()
