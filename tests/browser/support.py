@@ -479,11 +479,13 @@ class DemoTestCase(BrowserTestCase):
 
     def screenshot(self, page, name: str) -> None:  # type: ignore[no-untyped-def]
         """Save docs/screenshots/<name>.png when $TWISTED_UPLOADS_SCREENSHOTS names a directory."""
-        directory = os.environ.get(SCREENSHOTS_ENV)
-        if directory:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
+        setting = os.environ.get(SCREENSHOTS_ENV)
+        if setting:
+            directory = REPO / setting  # relative to the repository: trial runs tests inside _trial_temp/
+            directory.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(directory / f"{name}.png"), full_page=True, animations="disabled")
 
 
-#: Set to a directory (docs/screenshots) to have the demo tests save one screenshot per example page.
+#: Set to a directory (docs/screenshots; relative paths start at the repository) to have the demo tests save one
+#: screenshot per example page.
 SCREENSHOTS_ENV = "TWISTED_UPLOADS_SCREENSHOTS"

@@ -192,6 +192,9 @@ class SubmitTests(BrowserTestCase):
         self.wait_all_complete(page, 1)
         page.click("#save")
         page.locator('#saved li[data-name="again.png"]').wait_for()
+        self.assertTrue(self.drop(page, "#drop-avatar .hint", [("dropped.png", "image/png", png_bytes(9000))]))
+        self.wait_for_entries(page, "(es) => es.length === 1 && es[0].name === 'dropped.png' && es[0].status === 'complete'")
+        self.assertEqual(page.locator("#preview-avatar .upload-preview-item").count(), 1)
         self.assertEqual(page.evaluate("window.djUploads.connection().sockets"), 1)
 
     def test_submit_waits_for_running_uploads_before_sending_the_event(self) -> None:

@@ -61,6 +61,30 @@ class ResumeAfterGraceTests(BrowserTestCase):
         self.assertEqual([e["status"] for e in self.server_state(page)["entries"]], ["complete"])
 
 
+class ParallelTests(BrowserTestCase):
+    """Several entries upload at once, never more than the server's max_parallel."""
+
+    site_args = ("--max-parallel", "2")
+
+    def test_uploads_run_in_parallel_up_to_the_servers_bound(self) -> None:
+        page = self.open_page({"files": {"max_entries": 6, "max_file_size": 1024 * MiB}})
+        sources = [self.make_big_file(f"f{i}.bin", 3 * MiB) for i in range(6)]
+        self.choose(page, "files", sources)
+        entries = self.wait_all_complete(page, 6)
+        self.assertEqual({e["name"]: e["sha256"] for e in entries}, {p.name: sha256_file(p) for p in sources})
+        running: set[str] = set()
+        most = 0
+        for event in self.events(page, "djust:upload:progress"):
+            detail = event["detail"]
+            if detail["status"] == "uploading":
+                running.add(detail["ref"])
+            else:
+                running.discard(detail["ref"])
+            most = max(most, len(running))
+        self.assertEqual(most, 2)
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+
+
 class MemoryTests(BrowserTestCase):
     """A 200 MiB upload must not make the tab's memory grow with the file (File.slice reads, windowed sending)."""
 

@@ -30,6 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
+from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.service import STATIC_URL_PATH, UploadServer, put_child
 from twisted_uploads.slots import slots_from_dict
 from twisted_uploads.staticfiles import static_root
@@ -178,9 +179,10 @@ SECTION = """<section data-slot="{name}">
 """
 
 
-def build_site(upload_dir: str, saved_dir: str, resume_grace: float) -> tuple[Site, UploadServer]:
+def build_site(upload_dir: str, saved_dir: str, resume_grace: float, max_parallel: int) -> tuple[Site, UploadServer]:
     """The Site the tests talk to."""
-    upload_server = UploadServer(upload_dir, HMACTokenVerifier(SECRET), resume_grace=resume_grace)
+    upload_server = UploadServer(upload_dir, HMACTokenVerifier(SECRET), resume_grace=resume_grace,
+                                 limits=ConnectionLimits(max_parallel=max_parallel))
     root = Resource()
     upload_server.mount(root)
     put_child(root, STATIC_URL_PATH, File(str(static_root())))
@@ -195,12 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upload-dir", required=True)
     parser.add_argument("--saved-dir", required=True)
     parser.add_argument("--resume-grace", type=float, default=300.0)
+    parser.add_argument("--max-parallel", type=int, default=8)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", default=None, help="log file (default: no log)")
     options = parser.parse_args(argv)
     if options.log:
         legacy_log.startLogging(open(options.log, "a"), setStdout=False)
-    site, upload_server = build_site(options.upload_dir, options.saved_dir, options.resume_grace)
+    site, upload_server = build_site(options.upload_dir, options.saved_dir, options.resume_grace,
+                                       options.max_parallel)
     port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
     print(f"PORT {port.getHost().port}", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", upload_server.shutdown)
