@@ -1054,16 +1054,27 @@
       console.error(`twisted-uploads: ${eventName} answered HTTP ${response.status}`);
       return false;
     }
-    swap(view, await response.text(), eventName);
+    if (response.redirected) {
+      // The handler answered with a redirect (return redirect(...)): follow it as a navigation.
+      global.location.assign(response.url);
+      return true;
+    }
+    const html = await response.text();
+    if (!swap(view, html, eventName)) {
+      // The handler answered with some other page: show it as the browser would have after a form post.
+      document.open();
+      document.write(html);
+      document.close();
+    }
     return true;
   }
 
   function swap(view, html, eventName) {
     const template = document.createElement("template");
     template.innerHTML = html.trim();
-    const fresh = template.content.querySelector(SELECTOR.root) || template.content.firstElementChild;
+    const fresh = template.content.querySelector(SELECTOR.root);
     const old = view.root;
-    if (!fresh || !old) return;
+    if (!fresh || !old) return false;
     const focusedId = document.activeElement && old.contains(document.activeElement) ? document.activeElement.id : "";
     old.replaceWith(fresh);
     scan(); // bind now, not at the next observer tick, so previews and progress never flash empty
@@ -1072,6 +1083,7 @@
       if (again) again.focus();
     }
     dispatch(fresh, "djust:view:updated", { view: fresh.getAttribute("data-dj-view"), event: eventName });
+    return true;
   }
 
   /** Uploads first (held ones start now), then the event: the view always sees finished entries. */

@@ -35,6 +35,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 #: Set to a Chromium/Chrome binary to use instead of the Debian one.
 CHROMIUM_ENV = "TWISTED_UPLOADS_CHROMIUM"
+#: Set (to anything) in CI: a missing browser then fails the browser tests instead of skipping them.
+REQUIRE_ENV = "TWISTED_UPLOADS_REQUIRE_BROWSER"
 #: Playwright's default for every wait, in milliseconds.
 WAIT_MS = 30_000
 
@@ -50,18 +52,24 @@ for (const type of ["djust:upload:progress", "djust:upload:error", "djust:view:u
 """
 
 
+def _missing(reason: str) -> Exception:
+    if os.environ.get(REQUIRE_ENV):
+        return AssertionError(f"{reason} — and ${REQUIRE_ENV} is set, so browser tests may not be skipped")
+    return SkipTest(reason)
+
+
 def chromium_path() -> str:
     """The Chromium binary, or raise SkipTest saying exactly what is missing."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        raise SkipTest("browser tests need the python package 'playwright' (pip install -e .[test])") from None
+        raise _missing("browser tests need the python package 'playwright' (pip install -e .[test])") from None
     configured = os.environ.get(CHROMIUM_ENV)
     candidates = (configured,) if configured else CHROMIUM_CANDIDATES
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise SkipTest(f"browser tests need Chromium: none of {', '.join(c for c in candidates if c)} is executable "
+    raise _missing(f"browser tests need Chromium: none of {', '.join(c for c in candidates if c)} is executable "
                    f"(apt-get install chromium chromium-driver, or set ${CHROMIUM_ENV})")
 
 

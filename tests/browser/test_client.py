@@ -233,6 +233,13 @@ class SubmitTests(BrowserTestCase):
         self.assertEqual(json.loads(page.text_content("#fields")), {"dj_event": "save", "item_id": "7"})
 
 
+    def test_a_handler_that_redirects_navigates_the_page(self) -> None:
+        page = self.open_page(PHOTOS)
+        page.click("#click-redirect")
+        page.locator("#elsewhere").wait_for()
+        self.assertTrue(page.url.endswith("/elsewhere"))
+
+
 class DropZoneTests(BrowserTestCase):
     """dj-upload-drop="name"."""
 

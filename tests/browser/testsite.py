@@ -28,7 +28,7 @@ from twisted.internet import reactor
 from twisted.python import log as legacy_log
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from twisted.web.static import File
+from twisted.web.static import Data, File
 
 from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.service import STATIC_URL_PATH, UploadServer, put_child
@@ -79,6 +79,9 @@ class Page(Resource):
             request.setResponseCode(400)
             return b"unknown view"
         view.fields = {k: v for k, v in fields.items() if k not in ("dj_view", "csrfmiddlewaretoken", "slots")}
+        if fields.get("dj_event") == "redirect":
+            request.redirect(b"/elsewhere")
+            return b""
         if fields.get("dj_event") == "save":
             self.save(view)
         elif fields.get("dj_event") == "cancel_all":
@@ -162,6 +165,7 @@ ROOT = """<div data-dj-view="{view}" data-dj-uploads="{config}">
 <button type="submit" id="save">Save</button>
 </form>
 <button dj-click="save" data-item-id="7" id="click-save">Save by click</button>
+<button dj-click="redirect" id="click-redirect">Go elsewhere</button>
 <ul id="saved">{saved}</ul>
 <ul id="errors">{errors}</ul>
 <p id="renders">{renders}</p>
@@ -189,6 +193,7 @@ def build_site(upload_dir: str, saved_dir: str, resume_grace: float, max_paralle
     page = Page(upload_server, saved_dir)
     root.putChild(b"page", page)
     root.putChild(b"state", State(page, upload_server))
+    root.putChild(b"elsewhere", Data(b'<!doctype html><p id="elsewhere">Elsewhere</p>', "text/html"))
     return Site(root), upload_server
 
 
