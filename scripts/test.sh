@@ -12,10 +12,14 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 summary=$(grep -E '^(PASSED|FAILED) \(' "$log" | tail -n 1)
-count() { echo "$summary" | grep -oE "$1=[0-9]+" | cut -d= -f2 | head -n 1; }
-passed=$(count successes); passed=${passed:-0}
-failed=$(( $(count failures || true) + $(count errors || true) + $(count unexpectedSuccesses || true) ))
-skipped=$(count skips); skipped=${skipped:-0}
+count() {
+  local n
+  n=$(echo "$summary" | grep -oE "\b$1=[0-9]+" | cut -d= -f2 | head -n 1)
+  echo "${n:-0}"
+}
+passed=$(count successes)
+failed=$(( $(count failures) + $(count errors) + $(count unexpectedSuccesses) ))
+skipped=$(count skips)
 rm -f "$log"
 echo "$passed passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$passed" -eq 0 ] || [ "$failed" -ne 0 ]; then
