@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--enable-precise-memory-info"]
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 #: Set to a Chromium/Chrome binary to use instead of the Debian one.
 CHROMIUM_ENV = "TWISTED_UPLOADS_CHROMIUM"
@@ -73,17 +75,111 @@ def chromium_path() -> str:
                    f"(apt-get install chromium chromium-driver, or set ${CHROMIUM_ENV})")
 
 
+class _BrowserThread:
+    """The one thread that talks to Playwright.
+
+    Playwright's sync API keeps an asyncio loop *running* in the thread that started it, for as long as it lives;
+    in the test thread that would make Django (and anything else that checks for a running loop) refuse to work in
+    every later test of the run. So Playwright lives here, and tests reach it through :class:`Remote` proxies.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self.thread = threading.Thread(target=self._work, name="playwright", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            function, outcome, done = job
+            try:
+                outcome.append((True, function()))
+            except BaseException as error:  # noqa: BLE001 — handed back to the calling thread as is
+                outcome.append((False, error))
+            done.set()
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self.thread:
+            return function()
+        outcome: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self._jobs.put((function, outcome, done))
+        done.wait()
+        ok, value = outcome[0]
+        if ok:
+            return value
+        raise value
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self.thread.join(10)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, Remote):
+        return object.__getattribute__(value, "_target")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    return value
+
+
+def _wrap(value: Any, worker: _BrowserThread) -> Any:
+    if type(value).__module__.startswith("playwright."):
+        return Remote(value, worker)
+    if isinstance(value, list):
+        return [_wrap(v, worker) for v in value]
+    return value
+
+
+class Remote:
+    """A Playwright object (page, locator, ...) used from the test thread: every call runs in the Playwright thread."""
+
+    __slots__ = ("_target", "_worker")
+
+    def __init__(self, target: Any, worker: _BrowserThread) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_worker", worker)
+
+    def __getattr__(self, name: str) -> Any:
+        target, worker = self._target, self._worker
+        value = worker.call(lambda: getattr(target, name))
+        if callable(value) and not isinstance(value, type):
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return _wrap(worker.call(lambda: value(*_unwrap(args), **_unwrap(kwargs))), worker)
+            return method
+        return _wrap(value, worker)
+
+    def __enter__(self) -> Any:
+        return _wrap(self._worker.call(self._target.__enter__), self._worker)
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._worker.call(lambda: self._target.__exit__(*exc_info))
+
+    def __repr__(self) -> str:
+        return f"Remote({self._target!r})"
+
+
 class _Browser:
     """One Playwright and one Chromium for the whole test run (each test gets its own context)."""
 
     instance: "_Browser | None" = None
 
     def __init__(self, executable: str) -> None:
-        from playwright.sync_api import sync_playwright
+        self.worker = _BrowserThread()
 
-        self.playwright = sync_playwright().start()
-        self.browser = self.playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
-                                                       headless=True)
+        def launch() -> tuple[Any, Any]:
+            from playwright.sync_api import sync_playwright
+
+            playwright = sync_playwright().start()
+            return playwright, playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+                                                          headless=True)
+
+        self._playwright, self._browser = self.worker.call(launch)
+        self.browser = Remote(self._browser, self.worker)
         atexit.register(self.close)
 
     @classmethod
@@ -93,10 +189,16 @@ class _Browser:
         return cls.instance
 
     def close(self) -> None:
+        def shut_down() -> None:
+            try:
+                self._browser.close()
+            finally:
+                self._playwright.stop()
+
         try:
-            self.browser.close()
+            self.worker.call(shut_down)
         finally:
-            self.playwright.stop()
+            self.worker.stop()
             _Browser.instance = None
 
 
@@ -233,10 +335,13 @@ class CuttingProxy:
             state["cut"] = True
             for sock in (client, upstream):
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    sock.close()
+                    # Abortive close (RST). shutdown() first: close() alone would not wake the other pump thread
+                    # blocked in recv() on the same socket, and the server would never hear of the cut.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
 
         def pump(source: socket.socket, target: socket.socket, upwards: bool) -> None:
             try:
