@@ -301,6 +301,7 @@ class Bench:
         self.size = a.size_mib * MiB
         self.file = os.path.join(self.out, f"bench-{a.size_mib}MiB.bin")
         self.sha = None
+        self.quiet_spent = 0.0
 
     # -- bookkeeping
 
@@ -336,6 +337,16 @@ class Bench:
             fn()
         except Exception as e:  # one broken row must not hide the others
             self.fail(row, group, f"{type(e).__name__}: {e}")
+
+    def quiet(self):
+        """Wait for a quiet machine before a timed sample, within a total budget for the run."""
+        if self.a.quiet >= 1:
+            return None
+        left = self.a.quiet_budget - self.quiet_spent
+        t0 = time.monotonic()
+        busy = wait_quiet(self.a.quiet, max(0.0, min(self.a.quiet_wait, left)))
+        self.quiet_spent += time.monotonic() - t0
+        return busy
 
     # -- ours: server and tokens
 
@@ -396,7 +407,7 @@ class Bench:
         Stops at the first failed sample (the row is then that failure)."""
         samples = []
         for _ in range(runs):
-            busy = wait_quiet(self.a.quiet, self.a.quiet_wait) if self.a.quiet < 1 else None
+            busy = self.quiet()
             s = sample()
             s["cpu_busy_before"] = busy
             samples.append(s)
@@ -506,26 +517,33 @@ class Bench:
                 self.profile(srv)
 
     def profile(self, srv):
-        """py-spy on the server during one more upload: the hot path's top functions (self time)."""
+        """py-spy on the server and on the product CLI during one more upload (64 KiB chunks, window 16): the hot
+        path's top functions by self time, for both ends."""
         spy = os.path.join(self.out, "venv", "bin", "py-spy")
         if not os.path.exists(spy):
             self.sections["profile"] = {"skipped": "py-spy not installed"}
             return
         empty_dir_contents(self.upload_dir)
-        raw = os.path.join(self.out, "profile.txt")
+        raw_srv = os.path.join(self.out, "profile-server.txt")
+        raw_cli = os.path.join(self.out, "profile-client.txt")
         tok = self.tokens(1, 64 * KiB, self.size)[0]
-        p = subprocess.Popen([spy, "record", "--pid", str(srv.proc.pid), "--rate", "250", "--format", "raw",
-                              "--output", raw, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen([spy, "record", "--pid", str(srv.proc.pid), "--rate", "200", "--format", "raw",
+                              "--output", raw_srv, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)
         try:
-            res, wall = self.cli_upload(srv.url, tok, self.file)
+            out = run([spy, "record", "--rate", "200", "--format", "raw", "--output", raw_cli, "--nonblocking", "--",
+                       self.py, "-m", "twisted_uploads", "upload", self.file, "--url", srv.url, "--token", tok,
+                       "--slot", SLOT, "--json", "--no-progress"], what="py-spy + upload CLI", timeout=1800)
+            res = last_json(out)
         finally:
             p.send_signal(signal.SIGINT)
             _, err = p.communicate(timeout=60)
-        self.sections["profile"] = summarize_profile(raw) if os.path.exists(raw) else {"error": err.decode()[-500:]}
-        self.sections["profile"]["upload_mib_s_while_profiled"] = res.get("mib_per_s")
-        top = self.sections["profile"].get("self", [])[:8]
-        log("  profile (server self time): " + "; ".join(f"{t['pct']}% {t['function']}" for t in top))
+        prof = {"upload_mib_s_while_profiled": res.get("mib_per_s")}
+        for name, path in (("server", raw_srv), ("client", raw_cli)):
+            prof[name] = summarize_profile(path) if os.path.exists(path) else {"error": err.decode()[-500:]}
+            top = prof[name].get("self", [])[:6]
+            log(f"  profile {name} (self time): " + "; ".join(f"{t['pct']}% {t['function']}" for t in top))
+        self.sections["profile"] = prof
         empty_dir_contents(self.upload_dir)
 
     def curl_rows(self, row, group, port, store, pid):
@@ -839,7 +857,7 @@ class Bench:
                 continue
             log(f"[{group}]")
             if group in ("memory", "concurrency", "small") and a.quiet < 1:
-                self.sections.setdefault("cpu_busy_before", {})[group] = wait_quiet(a.quiet, a.quiet_wait)
+                self.sections.setdefault("cpu_busy_before", {})[group] = self.quiet()
             self.guarded(group, group, fn)
         result = self.summarize(time.time() - t_start)
         if a.json:
@@ -898,7 +916,9 @@ class Bench:
             g["met"] = bool(met) if v is not None else False
             log(f"goal {k}: {v} ({'met' if g['met'] else 'NOT met'}; goal "
                 f"{'<= ' + str(g['goal_max']) if 'goal_max' in g else '>= ' + str(g['goal'])})")
-        return {"meta": machine_info(self, elapsed), "limit_mib_s": limit,
+        meta = machine_info(self, elapsed)
+        meta["quiet_wait_seconds"] = round(self.quiet_spent, 1)
+        return {"meta": meta, "limit_mib_s": limit,
                 "fastest_peer": fastest and {"row": fastest["row"], "mib_s": fastest["mib_s"]},
                 "best_ours": best and {"row": best["row"], "mib_s": best["mib_s"]},
                 "rows": self.rows, **self.sections, "goals": goals, "errors": self.errors}
@@ -1065,7 +1085,8 @@ def main():
                                                  "this fraction (default 0.15; smoke and 1 = do not wait)")
     ap.add_argument("--long-sample", type=float, default=30,
                     help="a sample longer than this many seconds ends a row's sampling (default 30)")
-    ap.add_argument("--quiet-wait", type=float, default=120, help="longest wait for quiet, seconds (default 120)")
+    ap.add_argument("--quiet-wait", type=float, default=60, help="longest wait for quiet per sample, s (default 60)")
+    ap.add_argument("--quiet-budget", type=float, default=600, help="longest total wait for quiet, s (default 600)")
     ap.add_argument("--concurrent", type=int, help="simultaneous uploads (default 200, smoke 10)")
     ap.add_argument("--concurrent-mib", type=int, help="MiB per concurrent upload (default 10, smoke 1)")
     ap.add_argument("--concurrent-procs", type=int, help="client processes (default 4, smoke 2)")

@@ -1,0 +1,128 @@
+"""Render a bench result (JSON from bench/run.py) as Markdown tables, for docs/benchmarks.md.
+
+    python bench/report.py bench/out/results.json > /tmp/tables.md
+"""
+import json
+import sys
+
+MiB = 1 << 20
+PEER_GROUPS = {"gunicorn", "twisted-wsgi", "tus", "djust"}
+
+
+def x(v):
+    return "" if v is None else f"{v:.2f}x"
+
+
+def size(n):
+    return f"{n >> 20} MiB" if n >= MiB else f"{n >> 10} KiB"
+
+
+def main(path):
+    r = json.load(open(path))
+    m = r["meta"]
+    out = []
+    w = out.append
+    w(f"Run {m['date']} at commit `{m['git']}`; file {size(m['file_bytes'])}; {m['nproc']} cores ({m['cpu']}); "
+      f"{m['elapsed_seconds']:.0f} s in all{' (smoke)' if m['smoke'] else ''}.\n")
+    w("### Throughput (one upload, same file, loopback)\n")
+    w("| row | client | MiB/s | x limit | x fastest peer | server peak RSS growth | samples (MiB/s) |")
+    w("|---|---|---:|---:|---:|---:|---|")
+    for row in r["rows"]:
+        if row.get("matrix"):
+            continue
+        if row.get("skipped"):
+            w(f"| {row['row']} | | skipped: {row['skipped']} | | | | |")
+            continue
+        if row.get("expected_failure"):
+            res = row.get("result") or {}
+            what = f"close {res.get('code')}" if res.get("closed") else json.dumps(res)[:60]
+            w(f"| {row['row']} | | refused ({what}) after {row['bytes_sent'] / MiB:.0f} MiB | | | | |")
+            continue
+        if not row.get("mib_s"):
+            w(f"| {row['row']} | | FAILED: {str(row.get('error'))[:80]} | | | | |")
+            continue
+        rss = f"{row['rss_growth_mib']:.1f} MiB" if row.get("rss_growth_mib") is not None else ""
+        samples = ", ".join(str(s) for s in row.get("samples_mib_s", [])) or "1"
+        w(f"| {row['row']} | {row.get('client', '')} | {row['mib_s']:.0f} | {x(row.get('x_limit'))} | "
+          f"{x(row.get('x_fastest_peer'))} | {rss} | {samples} |")
+    cells = [row for row in r["rows"] if row.get("matrix") and row.get("mib_s")]
+    if cells:
+        chunks = sorted({c["chunk"] for c in cells})
+        windows = sorted({c["window"] for c in cells})
+        w("\n### Ours: chunk size x window (product CLI, MiB/s, one sample per cell unless noted)\n")
+        w("| window (chunks) | " + " | ".join(size(c) for c in chunks) + " |")
+        w("|---:|" + "---:|" * len(chunks))
+        by = {(c["chunk"], c["window"]): c for c in cells}
+        for win in windows:
+            vals = []
+            for c in chunks:
+                cell = by.get((c, win))
+                vals.append(f"{cell['mib_s']:.0f}" if cell else "")
+            w(f"| {win} | " + " | ".join(vals) + " |")
+    mem, idle = r.get("memory_upload"), r.get("memory_idle")
+    if mem or idle:
+        w("\n### Memory (server, /proc)\n")
+        if mem:
+            w(f"- Upload of {size(mem['bytes'])}: peak RSS growth **{mem['peak_rss_growth_mib']} MiB** "
+              f"(VmHWM after minus VmRSS before; from {mem['rss_before_mib']} MiB), at {mem['mib_s']} MiB/s.")
+        if idle:
+            w(f"- {idle['connections']} idle authenticated connections: **{idle['kib_per_connection']} KiB** per "
+              f"connection ({idle['rss_before_mib']} -> {idle['rss_after_mib']} MiB).")
+    c = r.get("concurrency")
+    if c:
+        w("\n### Concurrency\n")
+        w(f"- {c['uploads']} simultaneous uploads of {size(c['bytes_each'])} from {c['client_processes']} client "
+          f"processes, one connection and one session each: **{c['complete']}/{c['uploads']} complete, "
+          f"{c['sha256_match']} SHA-256 match** ({c['stored_files']} files of that size stored).")
+        w(f"- Aggregate **{c['aggregate_mib_s']} MiB/s** (first start to last completion {c['seconds']} s); "
+          f"per upload p50 {c['upload_seconds_p50']} s, max {c['upload_seconds_max']} s.")
+        w(f"- Ack latency (frame that completes an ack's range sent -> ack received): p50 **{c['ack_p50_ms']} ms**, "
+          f"p99 **{c['ack_p99_ms']} ms** over {c['acks']} acks. Server peak RSS growth {c['rss_growth_mib']} MiB.")
+    s = r.get("small")
+    if s:
+        w("\n### Small file (10 KiB)\n")
+        w("| client | round trips after the WebSocket opens | + handshake | ms, socket open -> complete (p50) |")
+        w("|---|---:|---:|---:|")
+        for mode, label in (("pipelined", "bench client, auth + announce pipelined"),
+                            ("sequential", "bench client, one message per round trip")):
+            v = s[mode]
+            if v["error"]:
+                w(f"| {label} | not supported: {v['error'][:60]} | | |")
+            else:
+                w(f"| {label} | {', '.join(map(str, v['round_trips_after_open']))} | "
+                  f"{', '.join(map(str, v['round_trips_with_handshake']))} | {v['ms_open_to_complete_p50']} |")
+        cli = s.get("cli", {})
+        if cli.get("seconds") is not None:
+            w(f"| product CLI (in-client time; {cli['wall_seconds_with_interpreter_start'] * 1000:.0f} ms with "
+              f"interpreter start) | | | {cli['seconds'] * 1000:.1f} |")
+    g = r.get("goals")
+    if g:
+        w("\n### Goals (ratios from this run)\n")
+        w("| goal | measured | target | met |")
+        w("|---|---:|---:|---|")
+        names = {"ours_vs_fastest_peer": "ours / fastest peer", "ours_vs_limit": "ours / raw TCP->disk limit",
+                 "rss_growth_mib_2x_file": "server RSS growth, MiB, 2x file upload",
+                 "concurrency_aggregate_vs_single": "concurrent aggregate / single stream",
+                 "small_round_trips": "10 KiB upload, round trips after open"}
+        for k, v in g.items():
+            target = f"<= {v['goal_max']}" if "goal_max" in v else f">= {v['goal']}"
+            w(f"| {names.get(k, k)} | {v['value']} | {target} | {'yes' if v['met'] else '**no**'} |")
+    p = r.get("profile")
+    if p:
+        for end in ("server", "client"):
+            q = p.get(end) or {}
+            if not q.get("self"):
+                continue
+            w(f"\n### Profile: {end} (py-spy, {q['samples']} samples during one 64 KiB-chunk upload at "
+              f"{p.get('upload_mib_s_while_profiled')} MiB/s while profiled)\n")
+            w("| self time | function |")
+            w("|---:|---|")
+            for t in q["self"][:12]:
+                w(f"| {t['pct']}% | `{t['function']}` |")
+    v = m.get("versions", {})
+    w("\nVersions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "curl" and val) + ".")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
