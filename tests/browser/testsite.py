@@ -183,10 +183,11 @@ SECTION = """<section data-slot="{name}">
 """
 
 
-def build_site(upload_dir: str, saved_dir: str, resume_grace: float, max_parallel: int) -> tuple[Site, UploadServer]:
+def build_site(upload_dir: str, saved_dir: str, resume_grace: float, max_parallel: int,
+               window_chunks: int = 16) -> tuple[Site, UploadServer]:
     """The Site the tests talk to."""
     upload_server = UploadServer(upload_dir, HMACTokenVerifier(SECRET), resume_grace=resume_grace,
-                                 limits=ConnectionLimits(max_parallel=max_parallel))
+                                 limits=ConnectionLimits(max_parallel=max_parallel, window_chunks=window_chunks))
     root = Resource()
     upload_server.mount(root)
     put_child(root, STATIC_URL_PATH, File(str(static_root())))
@@ -203,13 +204,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--saved-dir", required=True)
     parser.add_argument("--resume-grace", type=float, default=300.0)
     parser.add_argument("--max-parallel", type=int, default=8)
+    parser.add_argument("--window", type=int, default=16, help="flow-control window in chunks")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", default=None, help="log file (default: no log)")
     options = parser.parse_args(argv)
     if options.log:
         legacy_log.startLogging(open(options.log, "a"), setStdout=False)
     site, upload_server = build_site(options.upload_dir, options.saved_dir, options.resume_grace,
-                                       options.max_parallel)
+                                       options.max_parallel, options.window)
     port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
     print(f"PORT {port.getHost().port}", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", upload_server.shutdown)
