@@ -1164,7 +1164,7 @@
   const EVENT_PREFIX = "djust:upload:";
   const listeners = new Map();
 
-  function eventName(name) {
+  function fullEventName(name) {
     return name.includes(":") ? name : EVENT_PREFIX + name;
   }
 
@@ -1198,12 +1198,12 @@
     on(name, handler) {
       const wrapped = (event) => handler(event.detail, event);
       listeners.set(handler, wrapped);
-      global.addEventListener(eventName(name), wrapped);
+      global.addEventListener(fullEventName(name), wrapped);
       return handler;
     },
     off(name, handler) {
       const wrapped = listeners.get(handler);
-      if (wrapped) global.removeEventListener(eventName(name), wrapped);
+      if (wrapped) global.removeEventListener(fullEventName(name), wrapped);
       listeners.delete(handler);
     },
     /** Connection state of the view's WebSocket (idle, connecting, open, waiting, failed) and socket count. */
