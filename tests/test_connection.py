@@ -531,25 +531,34 @@ class CancelTests(ConnectionTestCase):
         self.assertEntryError(intruder.transport.take()[0], entry_id, "unknown_entry")
         self.assertEqual(self.entry(entry_id).status, EntryStatus.UPLOADING)
 
-    def test_cancel_of_complete_entry_answers_complete(self) -> None:
-        data = text_bytes(100)
-        entry_id = self.client.upload(data)
+    def test_cancel_of_complete_entry_answers_cancelled(self) -> None:
+        entry_id = self.client.upload(text_bytes(100))
         self.client.transport.take()
         self.client.send("cancel", entry=entry_id)
-        self.assertEqual(self.client.transport.take(),
-                         [{"type": "complete", "entry": entry_id, "size": 100, "sha256": sha256(data)}])
+        self.assertEqual(self.client.transport.take(), [{"type": "cancelled", "entry": entry_id, "ref": "f1"}])
 
-    def test_cancel_of_complete_entry_keeps_it(self) -> None:
+    def test_cancel_of_complete_entry_discards_it_and_its_file(self) -> None:
         entry_id = self.client.upload(text_bytes(100))
+        path = self.entry(entry_id).path
         self.client.send("cancel", entry=entry_id)
-        self.assertEqual(self.entry(entry_id).status, EntryStatus.COMPLETE)
+        self.assertIsNone(self.entry(entry_id))
+        self.assertFalse(Path(path).exists())
 
-    def test_cancel_of_failed_entry_answers_its_error(self) -> None:
+    def test_cancel_of_complete_entry_frees_its_place_in_the_slot(self) -> None:
+        client = self.server.client("single", {"files": SlotConfig(max_entries=1, chunk_size=1024)})
+        entry_id = client.upload(text_bytes(100), ref="first")
+        self.assertEqual(client.announce(size=10, ref="refused")["code"], "too_many_files")
+        client.send("cancel", entry=entry_id)
+        client.transport.take()
+        self.assertEqual(client.announce(size=10, ref="second")["type"], "accepted")
+
+    def test_cancel_of_failed_entry_discards_it(self) -> None:
         entry_id = self.client.announce(size=3000)["entry"]
         self.client.frame(entry_id, 5, b"x")
         self.client.transport.take()
         self.client.send("cancel", entry=entry_id)
-        self.assertEntryError(self.client.transport.take()[0], entry_id, "bad_offset")
+        self.assertEqual(self.client.transport.types(), ["cancelled"])
+        self.assertIsNone(self.entry(entry_id))
 
     def test_second_cancel_answers_cancelled_again(self) -> None:
         entry_id = self.client.announce(size=3000)["entry"]

@@ -222,13 +222,11 @@ class UploadConnection:
             self._send("error", entry=message["entry"], code=ErrorCode.UNKNOWN_ENTRY.value,
                        message=f"no upload {message['entry']} in this session")
             return
-        if entry.status is EntryStatus.UPLOADING or entry.status is EntryStatus.PAUSED:
-            owned_here = entry.owner is self
-            self.registry.cancel_entry(session, entry)
-            if not owned_here:
-                self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
-        else:
-            self._report_finished(entry)
+        # Cancelling a finished entry discards it too: the user replaced the file before the form was sent.
+        told_by_registry = entry.owner is self and entry.status is not EntryStatus.CANCELLED
+        self.registry.cancel_entry(session, entry)
+        if not told_by_registry:
+            self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 

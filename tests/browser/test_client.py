@@ -343,10 +343,6 @@ class CancelTests(BrowserTestCase):
         page.locator('#saved li[data-name="second.png"]').wait_for()
         self.assertEqual([s["name"] for s in self.server_state(page)["saved"]], ["second.png"])
 
-    # The server answers `cancel` of a complete, unconsumed entry with `complete` and keeps it (connection.py
-    # _on_cancel), so the new announce is refused with too_many_files. Remove this once the server drops it.
-    test_choosing_again_in_a_single_file_slot_replaces_the_previous_file.todo = (  # type: ignore[attr-defined]
-        "server: cancel of a complete, unconsumed entry must discard it (registry.cancel_entry)")
 
 
 class ErrorCodeTests(BrowserTestCase):
