@@ -506,10 +506,13 @@ class BrowserTestCase(SynchronousTestCase):
     def drop(self, page, selector: str, files: list[tuple[str, str, bytes]]) -> bool:  # type: ignore[no-untyped-def]
         """Drag files over ``selector`` and drop them: dragenter, dragover, drop with a real DataTransfer.
 
-        Returns whether the drop zone had the upload-dragover class while the files were over it.
+        Returns whether the drop zone had the upload-dragover class while the files were over it; asserts that
+        the class is gone once they were dropped.
         """
         payload = [{"name": n, "type": t, "data": base64.b64encode(d).decode()} for n, t, d in files]
-        return page.evaluate(DROP_SCRIPT, {"selector": selector, "files": payload})
+        highlight = page.evaluate(DROP_SCRIPT, {"selector": selector, "files": payload})
+        self.assertFalse(highlight["afterDrop"], "the drop zone kept its upload-dragover class after the drop")
+        return highlight["duringDragover"]
 
     def wait_for_entries(self, page, predicate_js: str) -> None:  # type: ignore[no-untyped-def]
         """Wait until ``predicate_js`` (a function of the entries array) is true."""
@@ -528,11 +531,13 @@ DROP_SCRIPT = """({selector, files}) => {
     transfer.items.add(new File([bytes], f.name, {type: f.type}));
   }
   const fire = (type) => target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+  const zone = target.closest("[dj-upload-drop]");
+  const highlighted = () => zone.classList.contains("upload-dragover");
   fire("dragenter");
   fire("dragover");
-  const over = target.closest("[dj-upload-drop]").classList.contains("upload-dragover");
+  const duringDragover = highlighted();
   fire("drop");
-  return over;
+  return {duringDragover, afterDrop: highlighted()};
 }
 """
 

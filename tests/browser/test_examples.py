@@ -20,7 +20,6 @@ class ProfileExampleTests(DemoTestCase):
         bar = page.locator('[dj-upload-progress="avatar"] .upload-progress-item .upload-progress-bar[role="progressbar"]')
         bar.and_(page.locator('[aria-valuenow="100"]')).wait_for()
         self.assertEqual(page.text_content(".upload-progress-text"), "100%")
-        self.screenshot(page, "profile")
 
         page.click('button[type="submit"]')
         avatar = page.locator("img.avatar")
@@ -28,6 +27,60 @@ class ProfileExampleTests(DemoTestCase):
         self.assertEqual(self.fetch_bytes(page, avatar.get_attribute("src")), source.read_bytes())
         self.assertEqual((self.media_dir / "avatars" / "me.png").read_bytes(), source.read_bytes())
         self.assertEqual(page.locator(".upload-preview-item").count(), 0)
+
+    def test_drop_an_avatar_on_the_zone_see_preview_and_progress_save_and_see_it(self) -> None:
+        page = self.open_demo("/profile/")
+        zone = page.locator('form[dj-submit="save_avatar"] [dj-upload-drop="avatar"].drop-zone')
+        self.assertEqual(zone.locator('input[type="file"][dj-upload="avatar"]').count(), 1)
+        source = self.make_file("dropped.png", picture_png(256, 256))
+        data = source.read_bytes()
+        self.assertTrue(1000 <= len(data) < 1_000_000)  # shown in kB
+        self.assertTrue(self.drop(page, '[dj-upload-drop="avatar"] p', [(source.name, "image/png", data)]))
+
+        item = zone.locator('[dj-upload-preview="avatar"] .upload-preview-item')
+        item.locator("img.upload-preview-image").wait_for()
+        self.assertEqual(item.count(), 1)
+        self.assertEqual(item.locator(".upload-preview-name").text_content(), "dropped.png")
+        self.assertEqual(item.locator(".upload-preview-size").text_content(), f"{len(data) / 1000:.1f} kB")
+        bar = page.locator('[dj-upload-progress="avatar"] .upload-progress-item .upload-progress-bar[role="progressbar"]')
+        bar.and_(page.locator('[aria-valuenow="100"]')).wait_for()
+        self.assertEqual(page.text_content('[dj-upload-progress="avatar"] .upload-progress-text'), "100%")
+        self.assertFalse(zone.evaluate("(e) => e.classList.contains('upload-dragover')"))
+        self.screenshot(page, "profile")
+
+        page.click('button[type="submit"]')
+        avatar = page.locator("img.avatar")
+        avatar.wait_for()
+        self.assertTrue(avatar.get_attribute("src").endswith("/dropped.png"))
+        self.assertEqual(self.fetch_bytes(page, avatar.get_attribute("src")), data)
+        self.assertEqual((self.media_dir / "avatars" / "dropped.png").read_bytes(), data)
+        self.assertEqual(page.locator(".upload-preview-item").count(), 0)
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+
+    def test_a_second_avatar_dropped_before_saving_replaces_the_first(self) -> None:
+        page = self.open_demo("/profile/")
+        self.choose(page, "avatar", [self.make_file("first.png", picture_png(64, 64, 10))])
+        page.locator('.upload-progress-item:has-text("first.png") [role="progressbar"][aria-valuenow="100"]').wait_for()
+
+        # The first is complete on the server but not yet consumed: dropping another one cancels (discards) it.
+        second = picture_png(96, 96, 200)
+        self.assertTrue(self.drop(page, '[dj-upload-drop="avatar"]', [("second.png", "image/png", second)]))
+        self.wait_for_entries(page, "(es) => es.some((e) => e.name === 'second.png' && "
+                                    "(e.status === 'complete' || e.status === 'error'))")
+        # A server that kept the first would refuse the second with too_many_files.
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+        self.assertEqual([(e["name"], e["status"]) for e in page.evaluate("window.djUploads.entries()")],
+                         [("second.png", "complete")])
+        page.locator('.upload-progress-item:has-text("second.png") [role="progressbar"][aria-valuenow="100"]').wait_for()
+        self.assertEqual(page.locator('[dj-upload-preview="avatar"] .upload-preview-name').all_text_contents(),
+                         ["second.png"])
+
+        page.click('button[type="submit"]')
+        avatar = page.locator('img.avatar[src$="/second.png"]')
+        avatar.wait_for()
+        self.assertEqual(self.fetch_bytes(page, avatar.get_attribute("src")), second)
+        self.assertEqual(sorted(p.name for p in (self.media_dir / "avatars").iterdir()), ["second.png"])
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
 
     def test_choose_again_after_saving_replaces_the_avatar(self) -> None:
         page = self.open_demo("/profile/")
