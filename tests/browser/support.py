@@ -225,15 +225,19 @@ def picture_png(width: int, height: int, hue: int = 0) -> bytes:
     import struct
     import zlib
 
+    def wave(value: int) -> int:  # 0..255..0: shifting by ``hue`` never makes a seam in the gradient
+        value %= 510
+        return value if value < 256 else 510 - value
+
     rows = bytearray()
     cx, cy, radius = width / 2, height / 2, min(width, height) / 3
     for y in range(height):
         rows.append(0)  # filter: none
         for x in range(width):
             inside = (x - cx) ** 2 + (y - cy) ** 2 <= radius**2
-            r = (x * 255 // max(1, width - 1) + hue) % 256
-            g = (y * 255 // max(1, height - 1) + hue * 2) % 256
-            b = (200 + hue * 3) % 256
+            r = wave(x * 255 // max(1, width - 1) + hue)
+            g = wave(y * 255 // max(1, height - 1) + hue * 2)
+            b = wave(200 + hue * 3)
             rows += bytes((255 - r // 3, 240, 200)) if inside else bytes((r, g, b))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
