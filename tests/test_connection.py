@@ -775,3 +775,18 @@ class FrameLimitTests(ConnectionTestCase):
         first.connection.connection_lost()
         client = self.connect_limited({"files": SlotConfig(chunk_size=1024)})
         self.assertGreaterEqual(client.frame_limits[0], 65536 + 12)  # type: ignore[attr-defined]
+
+
+class DefaultWindowTests(ConnectionTestCase):
+    """Without --window, every slot gets about 4 MiB of window, whatever its chunk size."""
+
+    def window_for(self, chunk_size: int) -> int:
+        self.server.limits = ConnectionLimits()
+        client = self.server.client("w", {"files": SlotConfig(chunk_size=chunk_size)})
+        return client.welcome["slots"]["files"]["window"]
+
+    def test_default_window_is_four_mib_of_64k_chunks(self) -> None:
+        self.assertEqual(self.window_for(65536), 4 * 1024 * 1024)
+
+    def test_default_window_is_at_least_four_chunks(self) -> None:
+        self.assertEqual(self.window_for(4 * 1024 * 1024), 16 * 1024 * 1024)

@@ -78,7 +78,7 @@ class OptionsTests(TestCase):
     def test_default_limits_are_the_documented_ones(self) -> None:
         limits = self.parse("--secret", SECRET)["limits"]
         self.assertEqual((limits.auth_timeout, limits.max_parallel, limits.window_chunks, limits.max_frame),
-                         (10.0, 8, 16, 8 * 1024 * 1024 + 12))
+                         (10.0, 8, None, 8 * 1024 * 1024 + 12))
 
     def test_default_lifetimes_are_the_documented_ones(self) -> None:
         options = self.parse("--secret", SECRET)

@@ -49,15 +49,23 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
+#: The default flow-control window per entry. Enough to keep loopback and LAN pipes full (docs/benchmarks.md); it
+#: bounds how much a client keeps unacknowledged, not what the server holds in memory (the server stores as it reads).
+DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024
+MIN_WINDOW_CHUNKS = 4
+
+
 class ConnectionLimits:
     """Server-wide limits a connection enforces (docs/protocol.md §11)."""
 
-    def __init__(self, auth_timeout: float = 10.0, max_parallel: int = 8, window_chunks: int = 16,
+    def __init__(self, auth_timeout: float = 10.0, max_parallel: int = 8, window_chunks: int | None = None,
                  max_frame: int = 8 * 1024 * 1024 + 12) -> None:
-        if auth_timeout <= 0 or max_parallel < 1 or window_chunks < 1 or max_frame < 1024:
+        if auth_timeout <= 0 or max_parallel < 1 or (window_chunks is not None and window_chunks < 1) \
+                or max_frame < 1024:
             raise ValueError("connection limits must be positive")
         self.auth_timeout = auth_timeout
         self.max_parallel = max_parallel
+        #: Chunks per entry's window; None sizes it to DEFAULT_WINDOW_BYTES whatever the chunk size.
         self.window_chunks = window_chunks
         self.max_frame = max_frame
 
@@ -231,7 +239,8 @@ class UploadConnection:
     # -- helpers -----------------------------------------------------------------------------------------------
 
     def _window(self, chunk_size: int) -> int:
-        return chunk_size * self.limits.window_chunks
+        chunks = self.limits.window_chunks or max(MIN_WINDOW_CHUNKS, DEFAULT_WINDOW_BYTES // chunk_size)
+        return chunk_size * chunks
 
     def _ack_every(self, entry: Entry) -> int:
         return max(entry.slot.chunk_size, self._window(entry.slot.chunk_size) // 4)
