@@ -127,10 +127,8 @@ class UploadConnection:
             return
         session = self.session
         assert session is not None
-        entry = session.entries.get(entry_id)
+        entry = self._lookup(entry_id)
         if entry is None:
-            self._send("error", entry=entry_id, code=ErrorCode.UNKNOWN_ENTRY.value,
-                       message=f"no upload {entry_id} in this session")
             return
         if entry.owner is not self or entry.status is not EntryStatus.UPLOADING:
             return  # in flight after a cancel, a failure or a move to another connection: dropped quietly
@@ -207,10 +205,8 @@ class UploadConnection:
     def _on_resume(self, message: dict[str, Any]) -> None:
         session = self.session
         assert session is not None
-        entry = session.entries.get(message["entry"])
+        entry = self._lookup(message["entry"])
         if entry is None:
-            self._send("error", entry=message["entry"], code=ErrorCode.UNKNOWN_ENTRY.value,
-                       message=f"no upload {message['entry']} in this session")
             return
         if entry.status.finished:
             self._report_finished(entry)
@@ -225,10 +221,8 @@ class UploadConnection:
     def _on_cancel(self, message: dict[str, Any]) -> None:
         session = self.session
         assert session is not None
-        entry = session.entries.get(message["entry"])
+        entry = self._lookup(message["entry"])
         if entry is None:
-            self._send("error", entry=message["entry"], code=ErrorCode.UNKNOWN_ENTRY.value,
-                       message=f"no upload {message['entry']} in this session")
             return
         # Cancelling a finished entry discards it too: the user replaced the file before the form was sent.
         told_by_registry = entry.owner is self and entry.status is not EntryStatus.CANCELLED
@@ -237,6 +231,15 @@ class UploadConnection:
             self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
 
     # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _lookup(self, entry_id: int) -> Entry | None:
+        """The session's entry ``entry_id``, or None after telling the client ``unknown_entry``."""
+        assert self.session is not None
+        entry = self.session.entries.get(entry_id)
+        if entry is None:
+            self._send("error", entry=entry_id, code=ErrorCode.UNKNOWN_ENTRY.value,
+                       message=f"no upload {entry_id} in this session")
+        return entry
 
     def _window(self, chunk_size: int) -> int:
         chunks = self.limits.window_chunks or max(MIN_WINDOW_CHUNKS, DEFAULT_WINDOW_BYTES // chunk_size)
