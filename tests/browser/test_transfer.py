@@ -86,29 +86,39 @@ class ParallelTests(BrowserTestCase):
 
 
 class MemoryTests(BrowserTestCase):
-    """A 200 MiB upload must not make the tab's memory grow with the file (File.slice reads, windowed sending)."""
+    """A 200 MiB upload must not make the tab's memory grow with the file (File.slice reads, windowed sending).
+
+    Peak RSS alone cannot tell: it counts chunk buffers that are garbage but not yet collected, and how many
+    there are depends on when V8 gets the CPU to collect them — on a loaded machine the 50 MiB warm-up's peak
+    varied from +45 to +107 MiB. So the peak only has to stay well below the file, and "does not grow with the
+    file" is judged after a forced garbage collection, where the measure is steady (within 3 MiB).
+    """
 
     def test_a_200_mib_upload_keeps_the_tab_memory_flat(self) -> None:
         page = self.open_page(BIG)
         renderers = renderer_processes()
         self.assertTrue(renderers, "no Chromium renderer process found under this test process")
         baseline = {pid: memory_kib(pid, "VmRSS") for pid in renderers}
-
-        def peak_growth_mib() -> float:
-            return max(memory_kib(pid, "VmHWM") - baseline[pid] for pid in renderers) / 1024
-
-        # A 50 MiB warm-up brings the garbage collector to its steady state (chunks are collected in batches).
-        warm_up = self.make_big_file("warm-up.bin", 50 * MiB)
-        self.choose(page, "files", [warm_up])
-        self.wait_all_complete(page, 1)
-        after_warm_up = peak_growth_mib()
         devtools = self.context.new_cdp_session(page)
+
+        def collect_garbage() -> None:
+            devtools.send("HeapProfiler.collectGarbage")
+
+        def kept_mib() -> dict[int, float]:
+            """Per renderer: RSS growth over the baseline after a full garbage collection."""
+            collect_garbage()
+            return {pid: (memory_kib(pid, "VmRSS") - baseline[pid]) / 1024 for pid in renderers}
 
         def retained_heap() -> int:
             # After a full garbage collection: what the page keeps, not what it has yet to collect.
-            devtools.send("HeapProfiler.collectGarbage")
+            collect_garbage()
             return page.evaluate("performance.memory.usedJSHeapSize")
 
+        # A 50 MiB warm-up brings the garbage collector and the allocator to their steady state.
+        warm_up = self.make_big_file("warm-up.bin", 50 * MiB)
+        self.choose(page, "files", [warm_up])
+        self.wait_all_complete(page, 1)
+        kept_after_warm_up = kept_mib()
         heap_before = retained_heap()
 
         source = self.make_big_file("huge.bin", 200 * MiB)
@@ -116,10 +126,15 @@ class MemoryTests(BrowserTestCase):
         entries = self.wait_all_complete(page, 2)
 
         self.assertEqual({e["name"]: e["sha256"] for e in entries}["huge.bin"], sha256_file(source))
-        after_big = peak_growth_mib()
+        peak_mib = max(memory_kib(pid, "VmHWM") - baseline[pid] for pid in renderers) / 1024
+        kept_after_big = kept_mib()
         heap_growth_mib = (retained_heap() - heap_before) / MiB
-        # Four times the bytes, (almost) the same peak: memory follows the window, not the file.
-        self.assertLess(after_big - after_warm_up, 32,
-                        f"renderer peak RSS: +{after_warm_up:.0f} MiB after 50 MiB, +{after_big:.0f} MiB after 200 MiB")
-        self.assertLess(after_big, 150, f"renderer peak RSS grew by {after_big:.0f} MiB")
+        # The file is never held whole: the peak (collectable chunk buffers included) stays well below it.
+        self.assertLess(peak_mib, 150, f"renderer peak RSS grew by {peak_mib:.0f} MiB during a 200 MiB upload")
+        # Four times the bytes, the same memory once garbage is collected: memory follows the window, not the file.
+        growth = {pid: kept_after_big[pid] - kept_after_warm_up[pid] for pid in renderers}
+        self.assertLess(max(growth.values()), 16,
+                        "renderer RSS after GC, MiB over the baseline (per process): "
+                        f"{[round(kept_after_warm_up[pid]) for pid in renderers]} after 50 MiB, "
+                        f"{[round(kept_after_big[pid]) for pid in renderers]} after 200 MiB")
         self.assertLess(heap_growth_mib, 4, f"the JS heap kept {heap_growth_mib:.1f} MiB more after the upload")
