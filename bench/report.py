@@ -13,6 +13,10 @@ def x(v):
     return "" if v is None else f"{v:.2f}x"
 
 
+def num(v):
+    return "" if v is None else f"{v:.2f}"
+
+
 def size(n):
     return f"{n >> 20} MiB" if n >= MiB else f"{n >> 10} KiB"
 
@@ -25,26 +29,28 @@ def main(path):
     w(f"Run {m['date']} at commit `{m['git']}`; file {size(m['file_bytes'])}; {m['nproc']} cores ({m['cpu']}); "
       f"{m['elapsed_seconds']:.0f} s in all{' (smoke)' if m['smoke'] else ''}.\n")
     w("### Throughput (one upload, same file, loopback)\n")
-    w("| row | client | MiB/s | x limit | x fastest peer | server peak RSS growth | samples (MiB/s) |")
-    w("|---|---|---:|---:|---:|---:|---|")
+    w("| row | client | MiB/s | x limit | x fastest peer | server peak RSS growth | server CPU s/GiB | "
+      "client CPU s/GiB | samples (MiB/s) |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in r["rows"]:
         if row.get("matrix"):
             continue
         if row.get("skipped"):
-            w(f"| {row['row']} | | skipped: {row['skipped']} | | | | |")
+            w(f"| {row['row']} | | skipped: {row['skipped']} | | | | | | |")
             continue
         if row.get("expected_failure"):
             res = row.get("result") or {}
             what = f"close {res.get('code')}" if res.get("closed") else json.dumps(res)[:60]
-            w(f"| {row['row']} | | refused ({what}) after {row['bytes_sent'] / MiB:.0f} MiB | | | | |")
+            w(f"| {row['row']} | | refused ({what}) after {row['bytes_sent'] / MiB:.0f} MiB | | | | | | |")
             continue
         if not row.get("mib_s"):
-            w(f"| {row['row']} | | FAILED: {str(row.get('error'))[:80]} | | | | |")
+            w(f"| {row['row']} | | FAILED: {str(row.get('error'))[:80]} | | | | | | |")
             continue
         rss = f"{row['rss_growth_mib']:.1f} MiB" if row.get("rss_growth_mib") is not None else ""
         samples = ", ".join(str(s) for s in row.get("samples_mib_s", [])) or "1"
         w(f"| {row['row']} | {row.get('client', '')} | {row['mib_s']:.0f} | {x(row.get('x_limit'))} | "
-          f"{x(row.get('x_fastest_peer'))} | {rss} | {samples} |")
+          f"{x(row.get('x_fastest_peer'))} | {rss} | {num(row.get('server_cpu_s_per_gib'))} | "
+          f"{num(row.get('client_cpu_s_per_gib'))} | {samples} |")
     cells = [row for row in r["rows"] if row.get("matrix") and row.get("mib_s")]
     if cells:
         chunks = sorted({c["chunk"] for c in cells})

@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -218,6 +219,11 @@ class RSSProbe:
             except OSError:
                 pass
             self.before[p] = status_kib(p, "VmRSS")
+        self.cpu0 = tree_cpu(self.pids)
+
+    def cpu_s(self):
+        """CPU seconds (user + system) the process tree used since the probe was made."""
+        return round(tree_cpu(self.pids) - self.cpu0, 3)
 
     def growth_mib(self):
         g = 0
@@ -227,6 +233,18 @@ class RSSProbe:
             except OSError:  # the process is gone
                 pass
         return round(g / MiB, 1)
+
+
+def tree_cpu(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid):
@@ -315,6 +333,9 @@ class Bench:
         r = {"row": row, "group": group, "ok": ok, "verified": verified, "seconds": seconds, "bytes": nbytes,
              "mib_s": round(nbytes / MiB / seconds, 1) if ok and seconds else None, **extra,
              "loadavg": loadavg()}
+        for k in ("server_cpu_s", "client_cpu_s"):  # CPU per GiB: what a row costs, whatever else runs
+            if r.get(k) is not None and nbytes:
+                r[k + "_per_gib"] = round(r[k] / (nbytes / (1 << 30)), 3)
         self.rows.append(r)
         mark = "ok" if ok and verified is not False else "FAILED"
         rate = f"{r['mib_s']:8.1f} MiB/s" if r["mib_s"] else " " * 14
@@ -408,7 +429,10 @@ class Bench:
         samples = []
         for _ in range(runs):
             busy = self.quiet()
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             s = sample()
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            s["client_cpu_s"] = round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 3)
             s["cpu_busy_before"] = busy
             samples.append(s)
             if not s.get("ok") or s.get("verified") is False:
@@ -444,7 +468,7 @@ class Bench:
                     "verified": verify_stored(dest, self.size, self.sha)}
 
         self.sampled("raw-tcp-disk (limit)", "raw", self.a.runs, sample,
-                     note="Python sockets, 1 MiB sendall / recv_into, no fsync")
+                     note="Python sockets, 1 MiB sendall / recv_into, no fsync; client CPU = both ends")
         empty_dir(dest)
 
     def row_ours(self):
@@ -464,7 +488,7 @@ class Bench:
                                                                                    self.sha)
                         return {"seconds": res.get("seconds") or wall, "nbytes": self.size, "ok": ok,
                                 "verified": verified, "wall_seconds": round(wall, 3),
-                                "rss_growth_mib": probe.growth_mib(), "error": None if ok else json.dumps(res)[:300]}
+                                "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "error": None if ok else json.dumps(res)[:300]}
 
                     default = (chunk, window) == (64 * KiB, 16)
                     runs = a.runs if default else a.matrix_runs
@@ -490,7 +514,7 @@ class Bench:
                         return {"seconds": res.get("seconds") or wall, "nbytes": self.size, "ok": ok,
                                 "verified": res.get("sha256") == self.sha and verify_stored(self.upload_dir, self.size,
                                                                                             self.sha),
-                                "rss_growth_mib": probe.growth_mib(), "error": None if ok else json.dumps(res)[:300]}
+                                "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "error": None if ok else json.dumps(res)[:300]}
 
                     self.guarded("ours best", "ours", lambda: self.sampled(
                         f"ours cli best: chunk={fmt_size(chunk)} window={window}", "ours", a.runs, sample,
@@ -506,7 +530,7 @@ class Bench:
                                      "--token", tok, "--slot", SLOT, "--file", self.file], what="wsclient single"))
                 return {"seconds": res["seconds"], "nbytes": self.size, "ok": res["status"] == "complete",
                         "verified": res["sha256_ok"] and verify_stored(self.upload_dir, self.size, self.sha),
-                        "rss_growth_mib": probe.growth_mib(), "ack_p50_ms": res["p50_ms"],
+                        "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "ack_p50_ms": res["p50_ms"],
                         "ack_p99_ms": res["p99_ms"]}
 
             self.guarded("ours wsclient", "ours", lambda: self.sampled(
@@ -556,7 +580,7 @@ class Bench:
             seconds, code = out.split()
             ok = code == "200"
             return {"seconds": float(seconds), "nbytes": self.size, "ok": ok,
-                    "verified": verify_stored(store, self.size, self.sha), "rss_growth_mib": probe.growth_mib(),
+                    "verified": verify_stored(store, self.size, self.sha), "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(),
                     "error": None if ok else f"HTTP {code}"}
 
         self.sampled(row, group, self.a.runs, sample, client="curl -F (multipart)")
@@ -603,7 +627,7 @@ class Bench:
                         res = last_json(run(argv, cwd=node_dir, what="tus-js-client"))
                         return {"seconds": res["seconds"], "nbytes": res["bytes"], "ok": res["bytes"] == self.size,
                                 "verified": verify_stored(store, self.size, self.sha),
-                                "rss_growth_mib": probe.growth_mib()}
+                                "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s()}
 
                     self.sampled(row, "tus", self.a.runs, sample, client="tus-js-client",
                                  note="one PATCH" if not chunk else "64 KiB PATCHes")
@@ -636,6 +660,7 @@ class Bench:
                                      "--tmpdir", tmp, "--sha256", self.sha,
                                      "--timeout", "120" if rate == "default" else "1800"], what="djust client"))
                 res["rss_growth_mib"] = probe.growth_mib()
+                res["server_cpu_s"] = probe.cpu_s()
                 time.sleep(1.0)  # djust cleans up after the socket closes
                 return res
 
@@ -646,7 +671,7 @@ class Bench:
                             res = upload(srv)
                             return {"seconds": res["seconds"], "nbytes": res["bytes"], "ok": res["ok"],
                                     "verified": res["verified"] if res["ok"] else None,
-                                    "rss_growth_mib": res["rss_growth_mib"],
+                                    "rss_growth_mib": res["rss_growth_mib"], "server_cpu_s": res["server_cpu_s"],
                                     "error": None if res["ok"] else json.dumps(res["result"])}
 
                         self.sampled(row, "djust", self.a.runs, sample, version=ver, client="websockets (djust protocol)",
@@ -691,7 +716,7 @@ class Bench:
                 ok = res["status"] == "complete"
                 return {"seconds": res["seconds"], "nbytes": self.size, "ok": ok,
                         "verified": verify_stored(self.upload_dir, self.size, self.sha) if ok else None,
-                        "rss_growth_mib": probe.growth_mib(), "error": None if ok else res.get("error")}
+                        "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "error": None if ok else res.get("error")}
 
             self.sampled("chromium -> ours chunk=64K window=16", "chromium", self.a.runs, sample, chunk=64 * KiB,
                          window=16, client="Chromium + static/uploads.js")
@@ -849,7 +874,8 @@ class Bench:
             if not want(a, group):
                 continue
             if group in ("ours", "chromium", "memory", "concurrency", "small") and not ours:
-                self.fail(group, group, f"twisted_uploads server/client not importable: {self.ours_missing}")
+                self.fail(group, group, f"twisted_uploads server/client not importable with {self.py} "
+                                        f"(run the harness with the project's Python): {self.ours_missing}")
                 continue
             if group in ("ours", "memory", "concurrency", "small") and self.peer_status("venv") != "ok" \
                     and group != "ours":
@@ -884,11 +910,13 @@ class Bench:
         for r in ok:
             r["x_limit"] = round(r["mib_s"] / limit, 3) if limit else None
             r["x_fastest_peer"] = round(r["mib_s"] / fastest["mib_s"], 3) if fastest else None
-        log("\n%-36s %10s %9s %9s %9s" % ("row", "MiB/s", "x limit", "x peer", "RSS+MiB"))
+        log("\n%-38s %8s %8s %8s %8s %13s" % ("row", "MiB/s", "x limit", "x peer", "RSS+MiB", "CPU s/GiB s+c"))
         for r in self.rows:
             if r.get("mib_s"):
-                log("%-36s %10.1f %9s %9s %9s" % (r["row"], r["mib_s"], fmt_x(r.get("x_limit")),
-                                                  fmt_x(r.get("x_fastest_peer")), r.get("rss_growth_mib", "")))
+                cpu = f"{r.get('server_cpu_s_per_gib', '-')}+{r.get('client_cpu_s_per_gib', '-')}"
+                log("%-38s %8.1f %8s %8s %8s %13s" % (r["row"], r["mib_s"], fmt_x(r.get("x_limit")),
+                                                      fmt_x(r.get("x_fastest_peer")), r.get("rss_growth_mib", ""),
+                                                      cpu))
         goals = {}
         if best and fastest:
             goals["ours_vs_fastest_peer"] = {"value": round(best["mib_s"] / fastest["mib_s"], 2), "goal": 1.5,
