@@ -339,17 +339,17 @@ class Bench:
         self.rows.append(r)
         mark = "ok" if ok and verified is not False else "FAILED"
         rate = f"{r['mib_s']:8.1f} MiB/s" if r["mib_s"] else " " * 14
-        log(f"  {row:34s} {rate}  {mark}" + (f"  ({extra['note']})" if extra.get("note") else ""))
+        log(f"  {row:48s} {rate}  {mark}" + (f"  ({extra['note']})" if extra.get("note") else ""))
         if not ok or verified is False:
             self.errors.append(f"{row}: {extra.get('error') or 'verification failed'}")
         return r
 
     def skip(self, row, group, why):
         self.rows.append({"row": row, "group": group, "ok": None, "skipped": why})
-        log(f"  {row:34s} SKIPPED: {why}")
+        log(f"  {row:48s} SKIPPED: {why}")
 
     def fail(self, row, group, err):
-        log(f"  {row:34s} ERROR: {err}")
+        log(f"  {row:48s} ERROR: {err}")
         self.rows.append({"row": row, "group": group, "ok": False, "error": str(err)})
         self.errors.append(f"{row}: {err}")
 
@@ -490,11 +490,8 @@ class Bench:
                                 "verified": verified, "wall_seconds": round(wall, 3),
                                 "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "error": None if ok else json.dumps(res)[:300]}
 
-                    default = (chunk, window) == (64 * KiB, 16)
-                    runs = a.runs if default else a.matrix_runs
-                    self.guarded(row, "ours", lambda: self.sampled(row, "ours", runs, sample, chunk=chunk,
-                                                                   window=window, client="cli", headline=default,
-                                                                   matrix=True))
+                    self.guarded(row, "ours", lambda: self.sampled(row, "ours", a.matrix_runs, sample, chunk=chunk,
+                                                                   window=window, client="cli", matrix=True))
                     empty_dir_contents(self.upload_dir)
         # the best cell of the matrix again, with as many samples as the other headline rows: the maximum of many
         # single samples is biased upwards, so the goals use this median instead
@@ -520,9 +517,22 @@ class Bench:
                         f"ours cli best: chunk={fmt_size(chunk)} window={window}", "ours", a.runs, sample,
                         chunk=chunk, window=window, client="cli", headline=True, matrix=False))
                     empty_dir_contents(self.upload_dir)
-        # the bench protocol client at the server's defaults (64 KiB chunks, window 16), for ack latency
-        with self.ours_server("ours-wsclient") as srv:
-            def sample():
+        # the server's defaults (no --window; 64 KiB chunks, the slot default): the product CLI, and the bench
+        # protocol client (ack latency; the same client the concurrency row uses)
+        with self.ours_server("ours-default") as srv:
+            def cli_sample():
+                empty_dir_contents(self.upload_dir)
+                tok = self.tokens(1, 64 * KiB, self.size)[0]
+                probe = RSSProbe(srv.proc.pid)
+                res, wall = self.cli_upload(srv.url, tok, self.file)
+                ok = res.get("status") == "complete"
+                return {"seconds": res.get("seconds") or wall, "nbytes": self.size, "ok": ok,
+                        "verified": res.get("sha256") == self.sha and verify_stored(self.upload_dir, self.size,
+                                                                                    self.sha),
+                        "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(),
+                        "error": None if ok else json.dumps(res)[:300]}
+
+            def ws_sample():
                 empty_dir_contents(self.upload_dir)
                 tok = self.tokens(1, 64 * KiB, self.size)[0]
                 probe = RSSProbe(srv.proc.pid)
@@ -530,19 +540,23 @@ class Bench:
                                      "--token", tok, "--slot", SLOT, "--file", self.file], what="wsclient single"))
                 return {"seconds": res["seconds"], "nbytes": self.size, "ok": res["status"] == "complete",
                         "verified": res["sha256_ok"] and verify_stored(self.upload_dir, self.size, self.sha),
-                        "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "ack_p50_ms": res["p50_ms"],
-                        "ack_p99_ms": res["p99_ms"]}
+                        "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(),
+                        "ack_p50_ms": res["p50_ms"], "ack_p99_ms": res["p99_ms"],
+                        "window": res["window"] // (64 * KiB), "window_bytes": res["window"]}
 
+            self.guarded("ours default", "ours", lambda: self.sampled(
+                "ours cli chunk=64K, server default window", "ours", a.runs, cli_sample, chunk=64 * KiB,
+                client="cli", headline=True, default_window=True))
             self.guarded("ours wsclient", "ours", lambda: self.sampled(
-                "ours wsclient chunk=64K window=16", "ours", a.runs, sample, chunk=64 * KiB, window=16,
-                client="wsclient", headline=True))
+                "ours wsclient chunk=64K, server default window", "ours", a.runs, ws_sample, chunk=64 * KiB,
+                client="wsclient", headline=True, default_window=True))
             empty_dir_contents(self.upload_dir)
             if self.a.profile:
                 self.profile(srv)
 
     def profile(self, srv):
-        """py-spy on the server and on the product CLI during one more upload (64 KiB chunks, window 16): the hot
-        path's top functions by self time, for both ends."""
+        """py-spy on the server and on the product CLI during one more upload (64 KiB chunks, the server's default
+        window): the hot path's top functions by self time, for both ends."""
         spy = os.path.join(self.out, "venv", "bin", "py-spy")
         if not os.path.exists(spy):
             self.sections["profile"] = {"skipped": "py-spy not installed"}
@@ -683,7 +697,7 @@ class Bench:
                         self.rows.append({"row": row, "group": "djust-default", "ok": res["ok"],
                                           "expected_failure": True, "version": ver, "result": res["result"],
                                           "bytes_sent": sent})
-                        log(f"  {row:34s} {'complete' if res['ok'] else 'refused'}: {json.dumps(res['result'])[:120]}"
+                        log(f"  {row:48s} {'complete' if res['ok'] else 'refused'}: {json.dumps(res['result'])[:120]}"
                             f" after {sent / MiB:.0f} MiB (djust's shipped upload rate limit)")
             except Exception as e:
                 self.fail(row, "djust", f"{type(e).__name__}: {e}")
@@ -718,8 +732,8 @@ class Bench:
                         "verified": verify_stored(self.upload_dir, self.size, self.sha) if ok else None,
                         "rss_growth_mib": probe.growth_mib(), "server_cpu_s": probe.cpu_s(), "error": None if ok else res.get("error")}
 
-            self.sampled("chromium -> ours chunk=64K window=16", "chromium", self.a.runs, sample, chunk=64 * KiB,
-                         window=16, client="Chromium + static/uploads.js")
+            self.sampled("chromium -> ours chunk=64K, server default window", "chromium", self.a.runs, sample,
+                         chunk=64 * KiB, client="Chromium + static/uploads.js", default_window=True)
             empty_dir_contents(self.upload_dir)
 
     def row_memory(self):
@@ -910,11 +924,11 @@ class Bench:
         for r in ok:
             r["x_limit"] = round(r["mib_s"] / limit, 3) if limit else None
             r["x_fastest_peer"] = round(r["mib_s"] / fastest["mib_s"], 3) if fastest else None
-        log("\n%-38s %8s %8s %8s %8s %13s" % ("row", "MiB/s", "x limit", "x peer", "RSS+MiB", "CPU s/GiB s+c"))
+        log("\n%-50s %8s %8s %8s %8s %13s" % ("row", "MiB/s", "x limit", "x peer", "RSS+MiB", "CPU s/GiB s+c"))
         for r in self.rows:
             if r.get("mib_s"):
                 cpu = f"{r.get('server_cpu_s_per_gib', '-')}+{r.get('client_cpu_s_per_gib', '-')}"
-                log("%-38s %8.1f %8s %8s %8s %13s" % (r["row"], r["mib_s"], fmt_x(r.get("x_limit")),
+                log("%-50s %8.1f %8s %8s %8s %13s" % (r["row"], r["mib_s"], fmt_x(r.get("x_limit")),
                                                       fmt_x(r.get("x_fastest_peer")), r.get("rss_growth_mib", ""),
                                                       cpu))
         goals = {}
@@ -928,7 +942,8 @@ class Bench:
             goals["rss_growth_mib_2x_file"] = {"value": mem["peak_rss_growth_mib"], "goal_max": 32,
                                                "bytes": mem["bytes"]}
         conc = self.sections.get("concurrency")
-        single = [r for r in headline if r.get("chunk") == 64 * KiB and r.get("window") == 16]
+        # the single stream to compare with: the same client (wsclient) and server settings as the concurrency row
+        single = [r for r in headline if r.get("client") == "wsclient" and r.get("default_window")]
         if conc and single:
             s = max(r["mib_s"] for r in single)
             goals["concurrency_aggregate_vs_single"] = {
@@ -1107,8 +1122,8 @@ def main():
     ap.add_argument("--chunks", help="chunk sizes for the ours matrix (default 16K,64K,256K,1M)")
     ap.add_argument("--windows", help="windows in chunks for the ours matrix (default 1,2,4,8,16,32,64)")
     ap.add_argument("--runs", type=int, help="samples per throughput row, median reported (default 3, smoke 1)")
-    ap.add_argument("--matrix-runs", type=int, help="samples per cell of the ours matrix other than "
-                                                     "64K/window 16 (default 1)")
+    ap.add_argument("--matrix-runs", type=int, help="samples per cell of the ours matrix (default 1; the best cell "
+                                                     "is measured again --runs times)")
     ap.add_argument("--quiet", type=float, help="before each timed sample, wait until CPU busy (all cores) is below "
                                                  "this fraction (default 0.15; smoke and 1 = do not wait)")
     ap.add_argument("--long-sample", type=float, default=30,
