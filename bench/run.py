@@ -622,7 +622,8 @@ class Bench:
             self.curl_rows("twisted-wsgi django multipart (curl)", "twisted-wsgi", port, store, srv.proc.pid)
 
     def row_tus(self):
-        if not self.need("node", "tus-one-patch", "tus") or not self.need("node", "tus-64k-patches", "tus", log_it=False):
+        if not self.need("node", "tus-one-patch", "tus"):
+            self.need("node", "tus-64k-patches", "tus")
             return
         node_dir = os.path.join(self.out, "node")
         for f in ("tus_server.mjs", "tus_client.mjs"):
