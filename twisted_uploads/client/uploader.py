@@ -189,6 +189,14 @@ class UploadClient:
         self._connecting = False
         self._protocol = protocol
         self._send({"type": "auth", "token": self.token})
+        # Pipelined behind auth (the server handles messages in order): resumes and announces go out without
+        # waiting for welcome, so a small file completes two round trips after the socket opens.
+        for upload in self.files:
+            if upload.entry_id is not None and not upload.finished:
+                upload.status = "announced"
+                upload.resumes += 1
+                self._send({"type": "resume", "entry": upload.entry_id})
+        self._pump()
 
     def _disconnected(self, protocol: _ClientProtocol | None, code: int | None, reason: str | None) -> None:
         if protocol is not None and protocol is not self._protocol:
@@ -244,11 +252,6 @@ class UploadClient:
 
     def _on_welcome(self, message: dict[str, Any]) -> None:
         self._max_parallel = min(self.parallel, message["max_parallel"])
-        for upload in self.files:
-            if upload.entry_id is not None and not upload.finished:
-                upload.status = "announced"
-                upload.resumes += 1
-                self._send({"type": "resume", "entry": upload.entry_id})
         self._pump()
 
     def _on_accepted(self, message: dict[str, Any]) -> None:
