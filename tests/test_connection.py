@@ -790,3 +790,21 @@ class DefaultWindowTests(ConnectionTestCase):
 
     def test_default_window_is_at_least_four_chunks(self) -> None:
         self.assertEqual(self.window_for(4 * 1024 * 1024), 16 * 1024 * 1024)
+
+
+class WindowBudgetTests(ConnectionTestCase):
+    """Many simultaneous uploads share the server-wide window budget."""
+
+    def test_window_shrinks_to_a_share_of_the_budget_when_many_upload(self) -> None:
+        self.server.limits = ConnectionLimits(window_budget=1024 * 1024)
+        windows = []
+        for index in range(8):
+            client = self.server.client(f"budget-{index}", {"files": SlotConfig(chunk_size=16384)})
+            windows.append(client.announce(size=10_000_000, ref=f"r{index}")["window"])
+        self.assertEqual(windows[0], 1024 * 1024)
+        self.assertEqual(windows[7], 1024 * 1024 // 8)
+
+    def test_window_never_drops_below_four_chunks(self) -> None:
+        self.server.limits = ConnectionLimits(window_budget=1024)
+        client = self.server.client("tiny", {"files": SlotConfig(chunk_size=16384)})
+        self.assertEqual(client.announce(size=10_000_000)["window"], 4 * 16384)

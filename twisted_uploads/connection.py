@@ -53,21 +53,25 @@ class ConnectionState(Enum):
 #: bounds how much a client keeps unacknowledged, not what the server holds in memory (the server stores as it reads).
 DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024
 MIN_WINDOW_CHUNKS = 4
+#: Bytes all uploads on the server may keep in flight together: with many uploads each gets a share (never below
+#: MIN_WINDOW_CHUNKS), so acks stay timely instead of queueing behind hundreds of full windows.
+DEFAULT_WINDOW_BUDGET = 64 * 1024 * 1024
 
 
 class ConnectionLimits:
     """Server-wide limits a connection enforces (docs/protocol.md §11)."""
 
     def __init__(self, auth_timeout: float = 10.0, max_parallel: int = 8, window_chunks: int | None = None,
-                 max_frame: int = 8 * 1024 * 1024 + 12) -> None:
+                 max_frame: int = 8 * 1024 * 1024 + 12, window_budget: int = DEFAULT_WINDOW_BUDGET) -> None:
         if auth_timeout <= 0 or max_parallel < 1 or (window_chunks is not None and window_chunks < 1) \
-                or max_frame < 1024:
+                or max_frame < 1024 or window_budget < 1:
             raise ValueError("connection limits must be positive")
         self.auth_timeout = auth_timeout
         self.max_parallel = max_parallel
         #: Chunks per entry's window; None sizes it to DEFAULT_WINDOW_BYTES whatever the chunk size.
         self.window_chunks = window_chunks
         self.max_frame = max_frame
+        self.window_budget = window_budget
 
 
 class UploadConnection:
@@ -253,10 +257,15 @@ class UploadConnection:
         return sum(1 for e in self.session.entries.values()
                    if e.owner is self and e.status is EntryStatus.UPLOADING)
 
+    def _entry_window(self, chunk_size: int) -> int:
+        """This entry's window: the slot's, or its share of the server-wide budget when many upload at once."""
+        share = self.limits.window_budget // max(1, self.registry.uploading_count())
+        return max(MIN_WINDOW_CHUNKS * chunk_size, min(self._window(chunk_size), share - share % chunk_size))
+
     def _send_accepted(self, entry: Entry) -> None:
         self._acked[entry.entry_id] = entry.received
         self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received,
-                   window=self._window(entry.slot.chunk_size), chunk_size=entry.slot.chunk_size)
+                   window=self._entry_window(entry.slot.chunk_size), chunk_size=entry.slot.chunk_size)
         if entry.status is EntryStatus.COMPLETE:  # zero-byte file
             self._report_finished(entry)
 

@@ -171,6 +171,11 @@ class UploadRegistry:
             self.store.delete(entry.path)
             entry.path = None
 
+    def uploading_count(self) -> int:
+        """Entries being streamed right now, on every session (sizes flow-control windows)."""
+        return sum(1 for session in self.sessions.values() for entry in session.entries.values()
+                   if entry.status is EntryStatus.UPLOADING)
+
     # -- calls from the application (through the bridge) -------------------------------------------------------
 
     def list_entries(self, session_id: str, slot: str | None = None) -> list[EntryInfo]:

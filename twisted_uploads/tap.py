@@ -37,6 +37,8 @@ class Options(usage.Options):
         ["max-parallel", None, 8, "Entries one connection may upload at once.", int],
         ["window", None, None, "Flow-control window per entry, in chunks (default: 4 MiB worth, at least 4).",
          int],
+        ["window-budget", None, 64 * 1024 * 1024,
+         "Bytes all uploads may keep unacknowledged together; many uploads share it.", int],
         ["max-frame", None, 8 * 1024 * 1024 + 12, "Largest WebSocket frame or message, in bytes.", int],
         ["resume-grace", None, 300.0, "Seconds an interrupted upload waits for a resume (0: delete on disconnect).",
          float],
@@ -71,7 +73,7 @@ class Options(usage.Options):
                                    "(a finished upload must live long enough to be consumed)")
         try:
             self["limits"] = ConnectionLimits(self["auth-timeout"], self["max-parallel"], self["window"],
-                                              self["max-frame"])
+                                              self["max-frame"], self["window-budget"])
         except ValueError as error:
             raise usage.UsageError(str(error)) from None
 
