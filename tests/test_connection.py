@@ -808,3 +808,13 @@ class WindowBudgetTests(ConnectionTestCase):
         self.server.limits = ConnectionLimits(window_budget=1024)
         client = self.server.client("tiny", {"files": SlotConfig(chunk_size=16384)})
         self.assertEqual(client.announce(size=10_000_000)["window"], 4 * 16384)
+
+    def test_a_shared_window_is_acknowledged_before_the_client_must_stop(self) -> None:
+        self.server.limits = ConnectionLimits(window_budget=1024 * 1024)
+        clients = [self.server.client(f"many-{i}", {"files": SlotConfig(chunk_size=16384)}) for i in range(8)]
+        accepted = [client.announce(size=10_000_000, ref=f"r{i}") for i, client in enumerate(clients)]
+        last, answer = clients[-1], accepted[-1]
+        last.stream(answer["entry"], b"x" * answer["window"], chunk_size=16384)
+        acks = [m["offset"] for m in last.transport.take() if m["type"] == "ack"]
+        self.assertTrue(acks, "no ack within one window: the client would stall")
+        self.assertLessEqual(acks[0], answer["window"] // 4 + 16384)

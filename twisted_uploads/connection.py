@@ -87,7 +87,8 @@ class UploadConnection:
         self.state = ConnectionState.AWAITING_AUTH
         self.session: UploadSession | None = None
         self._auth_timer: IDelayedCall | None = None
-        self._acked: dict[int, int] = {}
+        #: Per entry streamed here: (offset last acknowledged, bytes between acks = a quarter of its window).
+        self._acks: dict[int, tuple[int, int]] = {}
 
     # -- events from the adapter ---------------------------------------------------------------------------
 
@@ -142,21 +143,23 @@ class UploadConnection:
             if completed:
                 self.registry.complete(session, entry)
         except UploadError as error:
-            self._acked.pop(entry_id, None)
+            self._acks.pop(entry_id, None)
             self.registry.fail(session, entry, error)
             self._send_entry_error(entry)
             return
         if completed:
-            self._acked.pop(entry_id, None)
+            self._acks.pop(entry_id, None)
             self._send("ack", entry=entry_id, offset=entry.received)
             self._send("complete", entry=entry_id, size=entry.client_size, sha256=entry.sha256)
-        elif entry.received - self._acked.get(entry_id, 0) >= self._ack_every(entry):
-            self._acked[entry_id] = entry.received
-            self._send("ack", entry=entry_id, offset=entry.received)
+        else:
+            acked, step = self._acks.get(entry_id, (0, entry.slot.chunk_size))
+            if entry.received - acked >= step:
+                self._acks[entry_id] = (entry.received, step)
+                self._send("ack", entry=entry_id, offset=entry.received)
 
     def entry_changed(self, entry: Entry) -> None:
         """The registry changed one of our entries (application cancel, timeout, claimed elsewhere)."""
-        self._acked.pop(entry.entry_id, None)
+        self._acks.pop(entry.entry_id, None)
         if self.state is not ConnectionState.OPEN:
             return
         if entry.status is EntryStatus.CANCELLED:
@@ -249,9 +252,6 @@ class UploadConnection:
         chunks = self.limits.window_chunks or max(MIN_WINDOW_CHUNKS, DEFAULT_WINDOW_BYTES // chunk_size)
         return chunk_size * chunks
 
-    def _ack_every(self, entry: Entry) -> int:
-        return max(entry.slot.chunk_size, self._window(entry.slot.chunk_size) // 4)
-
     def _uploading_count(self) -> int:
         assert self.session is not None
         return sum(1 for e in self.session.entries.values()
@@ -263,9 +263,11 @@ class UploadConnection:
         return max(MIN_WINDOW_CHUNKS * chunk_size, min(self._window(chunk_size), share - share % chunk_size))
 
     def _send_accepted(self, entry: Entry) -> None:
-        self._acked[entry.entry_id] = entry.received
-        self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received,
-                   window=self._entry_window(entry.slot.chunk_size), chunk_size=entry.slot.chunk_size)
+        window = self._entry_window(entry.slot.chunk_size)
+        # Acks must come at least every quarter of *this* entry's window, or its client stalls waiting for one.
+        self._acks[entry.entry_id] = (entry.received, max(entry.slot.chunk_size, window // 4))
+        self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received, window=window,
+                   chunk_size=entry.slot.chunk_size)
         if entry.status is EntryStatus.COMPLETE:  # zero-byte file
             self._report_finished(entry)
 
