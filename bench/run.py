@@ -501,7 +501,7 @@ class Bench:
             best = max(cells, key=lambda r: r["mib_s"])
             chunk, window = best["chunk"], best["window"]
             if (chunk, window) != (64 * KiB, 16):
-                with self.ours_server(f"ours-best", window=window) as srv:
+                with self.ours_server("ours-best", window=window) as srv:
                     def sample():
                         empty_dir_contents(self.upload_dir)
                         tok = self.tokens(1, chunk, self.size)[0]

@@ -134,7 +134,8 @@ class Entry:
         try:
             self.writer.write(payload)
         except OSError as error:
-            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {self.client_name}: {error.strerror}")
+            message = f"could not store {self.client_name}: {error.strerror}"
+            raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
         self._hash.update(payload)
         self.received += size
         return self.received == self.client_size
@@ -151,7 +152,8 @@ class Entry:
         try:
             self.path = self.writer.close()
         except OSError as error:
-            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {self.client_name}: {error.strerror}")
+            message = f"could not store {self.client_name}: {error.strerror}"
+            raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
         self.writer = None
         self.sha256 = self._hash.hexdigest()
         self.status = EntryStatus.COMPLETE

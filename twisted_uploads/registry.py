@@ -123,7 +123,7 @@ class UploadRegistry:
         try:
             writer = self.store.open(session.session_id, entry_id)
         except OSError as error:
-            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {client_name}: {error.strerror}")
+            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {client_name}: {error.strerror}") from error
         entry = Entry(entry_id, ref, slot_name, slot, client_name, mime, size, writer)
         session.entries[entry_id] = entry
         self.claim(session, entry, owner)

@@ -100,8 +100,8 @@ class UploadServerProtocol(WebSocketServerProtocol):
         server = self.factory.server
         # Until the token names the slots, only control messages (at most 16 KiB) may arrive.
         self.maxFramePayloadSize = self.maxMessagePayloadSize = MAX_CONTROL_BYTES
-        self.upload = UploadConnection(server.registry, server.verifier, server.clock, _SocketTransport(self, server.clock),
-                                       server.limits)
+        transport = _SocketTransport(self, server.clock)
+        self.upload = UploadConnection(server.registry, server.verifier, server.clock, transport, server.limits)
         self.upload.connection_made()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:

@@ -73,7 +73,8 @@ def _describe(result: UploadResult) -> str:
     if result.ok:
         return f"{result.name}: complete, {result.size} bytes, sha256 {result.sha256}"
     if result.status == "complete":
-        return f"{result.name}: stored, but the server's SHA-256 {result.sha256} differs from ours {result.local_sha256}"
+        return (f"{result.name}: stored, but the server's SHA-256 {result.sha256} "
+                f"differs from ours {result.local_sha256}")
     code = result.code or "error"
     try:
         fallback = MESSAGES[ErrorCode(code)]

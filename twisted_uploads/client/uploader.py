@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .. import SUBPROTOCOL
