@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
@@ -15,22 +13,13 @@ from twisted_uploads.client import FileUpload, UploadClient
 from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
+from ..support import png_bytes
 from .support import ServerTestCase
 
 
 def sha256_file(path) -> str:
     with open(path, "rb") as source:
         return hashlib.file_digest(source, "sha256").hexdigest()
-
-
-def png_bytes(extra: int = 0) -> bytes:
-    """A real 1x1 PNG, padded with a trailing chunk of ``extra`` bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"tEXt", b"c\x00" + b"x" * extra) + chunk(b"IEND", b"")
 
 
 class ClientUploadTests(ServerTestCase):
@@ -176,7 +165,7 @@ class BadInputTests(ServerTestCase):
     @inlineCallbacks
     def test_spoofed_type_png_renamed_pdf(self):
         client = yield self.raw_client(self.token(files=SlotConfig(accept=".pdf")))
-        data = png_bytes(extra=100)
+        data = png_bytes(pad_to=200)
         accepted = yield client.announce("report.pdf", len(data), mime="application/pdf")
         client.send_chunk(accepted["entry"], 0, data)
         error = yield client.next("error")
@@ -185,7 +174,7 @@ class BadInputTests(ServerTestCase):
     @inlineCallbacks
     def test_real_png_is_accepted(self):
         client = yield self.raw_client(self.token(files=SlotConfig(accept="image/*")))
-        data = png_bytes(extra=100)
+        data = png_bytes(pad_to=200)
         accepted = yield client.announce("pic.png", len(data), mime="image/png")
         client.send_chunk(accepted["entry"], 0, data)
         complete = yield client.next("complete")
@@ -351,7 +340,7 @@ class IsolationTests(ServerTestCase):
             reply = yield bad.announce(name, size)
             codes.append(reply["code"])
         pdf = yield bad.announce("d.pdf", 200)
-        bad.send_chunk(pdf["entry"], 0, png_bytes(extra=50)[:200].ljust(200, b"\0"))
+        bad.send_chunk(pdf["entry"], 0, png_bytes(pad_to=200))
         codes.append((yield bad.next("error"))["code"])
         txt = yield bad.announce("e.txt", 10)
         bad.send_chunk(txt["entry"], 5, b"x" * 5)
