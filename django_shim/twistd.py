@@ -27,7 +27,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 from twisted_uploads import DEFAULT_WS_PATH
-from twisted_uploads.service import UploadServer
+from twisted_uploads.service import UploadServer, UploadService
 from twisted_uploads.staticfiles import static_root
 from twisted_uploads.storage import TempFileStore
 
@@ -179,3 +179,20 @@ def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) ->
              settings=os.environ.get("DJANGO_SETTINGS_MODULE"), ws=sorted(filter(None, ws_paths)),
              static=static_path)
     return Site(root)
+
+
+def make_django_service(options: Mapping[str, Any]) -> UploadService:
+    """``twistd uploads --settings mod``: the one-port Django service (called by the twistd plugin).
+
+    Lives here rather than in ``twisted_uploads.tap`` so that the reactor half never imports Django or the shim.
+    """
+    import sys
+
+    from twisted_uploads.tap import build_upload_server, no_verifier
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    # make_django_site installs the Django token verifier on the server and returns the one-port Site.
+    upload_server = build_upload_server(options, no_verifier)  # type: ignore[arg-type]
+    return UploadService(upload_server, make_django_site(options, upload_server), options["listen"])

@@ -163,6 +163,13 @@ class MakeServiceTests(TestCase):
         self.assertEqual(str(self.service.upload_server.store.root), os.path.realpath(self.upload_dir))
 
     def test_plugin_registers_the_uploads_command(self) -> None:
-        from twisted.plugins.uploads_plugin import uploads
+        from twisted.application.service import IServiceMaker
+        from twisted.plugin import getPlugins
 
-        self.assertEqual((uploads.tapname, uploads.module), ("uploads", "twisted_uploads.tap"))
+        [uploads] = [p for p in getPlugins(IServiceMaker) if p.tapname == "uploads"]
+        self.assertIs(uploads.options, tap.Options)
+
+    def test_reactor_half_leaves_django_mode_to_the_plugin(self) -> None:
+        options = tap.Options()
+        options.parseOptions(["--settings", "mysite.settings"])
+        self.assertRaises(usage.UsageError, tap.makeService, options)

@@ -7,7 +7,6 @@ mode, where the same port also serves the Django project (see ``django_shim.twis
 from __future__ import annotations
 
 import os
-import sys
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -86,20 +85,14 @@ def build_upload_server(options: Options, verifier) -> UploadServer:  # type: ig
                         max_session_bytes=options["max-session-bytes"])
 
 
-def _no_verifier(token: str):  # type: ignore[no-untyped-def]
+def no_verifier(token: str):  # type: ignore[no-untyped-def]
+    """Refuse every token: the placeholder until an application installs its verifier (Django mode)."""
     raise UploadError(ErrorCode.INVALID_TOKEN, "no token verifier is configured")
 
 
 def makeService(options: Options) -> IService:
-    """Build the service ``twistd uploads`` runs."""
+    """Build the standalone service; ``--settings`` is dispatched to the Django shim by the plugin."""
     if options["settings"]:
-        os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        from django_shim.twistd import make_django_site
-
-        # make_django_site installs the Django token verifier on the server and returns the one-port Site.
-        upload_server = build_upload_server(options, _no_verifier)
-        return UploadService(upload_server, make_django_site(options, upload_server), options["listen"])
+        raise usage.UsageError("Django mode is started by the twistd plugin (twisted/plugins/uploads_plugin.py)")
     upload_server = build_upload_server(options, HMACTokenVerifier(options["secret"]))
     return UploadService(upload_server, upload_server.standalone_site(options["ws-path"]), options["listen"])
