@@ -105,17 +105,9 @@ class UploadRegistry:
     def announce(self, session: UploadSession, owner: EntryOwner, ref: str, slot_name: str, name: str,
                  mime: str, size: object) -> Entry:
         """Create an entry for an announced file, or raise :class:`UploadError` saying why not."""
-        slot = session.slots.get(slot_name)
-        if slot is None:
-            raise UploadError(ErrorCode.UNKNOWN_SLOT, f"no upload slot named {slot_name!r}")
         client_name = sanitize_name(name)
-        check_announce(slot, client_name, mime, size)
+        slot = self._admit(session, slot_name, client_name, mime, size)
         assert isinstance(size, int)
-        if session.active_in_slot(slot_name) >= slot.max_entries:
-            raise UploadError(ErrorCode.TOO_MANY_FILES,
-                              f"{slot_name} takes at most {slot.max_entries} file(s)")
-        if session.declared_bytes() + size > self.max_session_bytes:
-            raise UploadError(ErrorCode.QUOTA_EXCEEDED)
         if size == 0:
             # An empty file is its own complete content: check it now, so a refusal creates no entry.
             check_content(slot, client_name, mime, b"")
@@ -130,6 +122,20 @@ class UploadRegistry:
         if size == 0:
             self.complete(session, entry)
         return entry
+
+    def _admit(self, session: UploadSession, slot_name: str, client_name: str, mime: str,
+               size: object) -> SlotConfig:
+        """The rules a file must pass before it becomes an entry, streamed or posted; returns its slot."""
+        slot = session.slots.get(slot_name)
+        if slot is None:
+            raise UploadError(ErrorCode.UNKNOWN_SLOT, f"no upload slot named {slot_name!r}")
+        check_announce(slot, client_name, mime, size)
+        assert isinstance(size, int)
+        if session.active_in_slot(slot_name) >= slot.max_entries:
+            raise UploadError(ErrorCode.TOO_MANY_FILES, f"{slot_name} takes at most {slot.max_entries} file(s)")
+        if session.declared_bytes() + size > self.max_session_bytes:
+            raise UploadError(ErrorCode.QUOTA_EXCEEDED)
+        return slot
 
     def claim(self, session: UploadSession, entry: Entry, owner: EntryOwner) -> None:
         """Make ``owner`` the connection streaming ``entry`` (announce, or resume after a reconnect)."""
@@ -234,25 +240,18 @@ class UploadRegistry:
         The same rules apply as for a streamed file. A file that breaks one becomes an errored entry (its bytes
         deleted) rather than an exception, exactly as a streamed file would.
         """
-        session = self.open_session(session_id, slots) if session_id not in self.sessions \
-            else self.sessions[session_id]
+        session = self.sessions.get(session_id) or self.open_session(session_id, slots)
         session.slots.update(slots)
-        slot = session.slots.get(slot_name)
         name = sanitize_name(client_name)
         size = os.path.getsize(source_path)
         entry = Entry(next(self._ids) & 0xFFFFFFFF, ref or secrets.token_hex(8), slot_name,
-                      slot or SlotConfig(), name, client_type, size, None)
+                      session.slots.get(slot_name, SlotConfig()), name, client_type, size, None)
         entry.received = size
-        session.entries[entry.entry_id] = entry
         try:
-            if slot is None:
-                raise UploadError(ErrorCode.UNKNOWN_SLOT, f"no upload slot named {slot_name!r}")
-            check_announce(slot, name, client_type, size)
-            if session.active_in_slot(slot_name) > slot.max_entries:
-                raise UploadError(ErrorCode.TOO_MANY_FILES, f"{slot_name} takes at most {slot.max_entries} file(s)")
-            with open(source_path, "rb") as source:
-                check_content(slot, name, client_type, source.read(HEAD_BYTES))
-            entry.sha256 = _file_sha256(source_path)
+            self._admit(session, slot_name, name, client_type, size)
+            sha256, head = _sha256_and_head(source_path)
+            check_content(entry.slot, name, client_type, head)
+            entry.sha256 = sha256
             entry.path = self.store.adopt(session_id, entry.entry_id, source_path)
             entry.status = EntryStatus.COMPLETE
         except UploadError as error:
@@ -261,6 +260,7 @@ class UploadRegistry:
                 os.unlink(source_path)
             except OSError:
                 pass
+        session.entries[entry.entry_id] = entry
         self._expire_after(session, entry, self.complete_ttl)
         return entry.info()
 
@@ -340,6 +340,12 @@ class UploadRegistry:
         return iter(list(self.sessions.values()))
 
 
-def _file_sha256(path: str) -> str:
+def _sha256_and_head(path: str) -> tuple[str, bytes]:
+    """The file's SHA-256 and its first HEAD_BYTES bytes, in one read."""
+    digest = hashlib.sha256()
     with open(path, "rb") as source:
-        return hashlib.file_digest(source, "sha256").hexdigest()
+        head = source.read(HEAD_BYTES)
+        digest.update(head)
+        while block := source.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest(), head
