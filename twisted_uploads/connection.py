@@ -25,20 +25,17 @@ log = Logger()
 
 
 class Transport(Protocol):
-    """What the state machine needs from a WebSocket."""
+    """What the state machine needs from a WebSocket.
+
+    A transport may also offer ``limit_frames(max_frame)`` to tighten the framing layer's frame limit once the
+    token names the slots (the Autobahn adapter does); the state machine uses it when present.
+    """
 
     def send_text(self, text: str) -> None:
         """Send one text frame."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the WebSocket with ``code``."""
-
-
-class FrameLimitingTransport(Transport, Protocol):
-    """A transport that can also tighten the framing layer's frame limit (the Autobahn adapter can)."""
-
-    def limit_frames(self, max_frame: int) -> None:
-        """Refuse (close 1009) any later frame or message larger than ``max_frame`` bytes."""
 
 
 class ConnectionState(Enum):

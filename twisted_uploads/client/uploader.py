@@ -138,7 +138,6 @@ class UploadClient:
         self.files: list[FileUpload] = []
         self.reconnects = 0
         self._protocol: _ClientProtocol | None = None
-        self._connecting = False
         self._failures = 0
         self._max_parallel = parallel
         self._done: Deferred[list[UploadResult]] | None = None
@@ -177,7 +176,6 @@ class UploadClient:
     # -- connection ----------------------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        self._connecting = True
         factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin)
         # Autobahn's handshake timers are replaced by ours (cancellable, on self.reactor).
         factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=MAX_FRAME,
@@ -185,7 +183,6 @@ class UploadClient:
         connectWS(factory)
 
     def _connected(self, protocol: _ClientProtocol) -> None:
-        self._connecting = False
         self._protocol = protocol
         self._send({"type": "auth", "token": self.token})
         # Pipelined behind auth (the server handles messages in order): resumes and announces go out without
@@ -201,7 +198,6 @@ class UploadClient:
         if protocol is not None and protocol is not self._protocol:
             return
         self._protocol = None
-        self._connecting = False
         if self._close_timer is not None:
             if self._close_timer.active():
                 self._close_timer.cancel()
