@@ -50,7 +50,9 @@
     "unknown_entry": "No such upload in this session.",
     "timeout": "The upload stalled and timed out.",
     "cancelled": "The upload was cancelled.",
-    "storage_failed": "The server could not store the file."
+    "storage_failed": "The server could not store the file.",
+    "too_many_entries": "This page has started too many uploads; reload it to start again.",
+    "unreachable": "The upload server cannot be reached; retrying."
   });
 
   // allow_upload()'s defaults (twisted_uploads/slots.py SlotConfig), for fields a page leaves out.

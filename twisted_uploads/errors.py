@@ -30,6 +30,8 @@ class ErrorCode(str, Enum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     STORAGE_FAILED = "storage_failed"
+    TOO_MANY_ENTRIES = "too_many_entries"
+    UNREACHABLE = "unreachable"
 
     def __str__(self) -> str:
         return self.value
@@ -55,6 +57,8 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.TIMEOUT: "The upload stalled and timed out.",
     ErrorCode.CANCELLED: "The upload was cancelled.",
     ErrorCode.STORAGE_FAILED: "The server could not store the file.",
+    ErrorCode.TOO_MANY_ENTRIES: "This page has started too many uploads; reload it to start again.",
+    ErrorCode.UNREACHABLE: "The upload server cannot be reached; retrying.",
 }
 
 #: WebSocket close codes (docs/protocol.md §10).
