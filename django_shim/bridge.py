@@ -138,17 +138,24 @@ class UploadBridge:
         return self._registry_call("cancel", session_id, ref_or_entry_id)
 
     def ingest_file(self, session_id: str, slots: dict[str, SlotConfig], slot: str, client_name: str,
-                    client_type: str, source_path: str) -> EntryInfo:
-        """Record a file posted without the WebSocket, validated by the same rules (the no-JS fallback)."""
-        # Hashing and moving the file happen in the reactor thread: allow for the file's size (20 MB/s).
-        timeout = self.timeout + os.path.getsize(source_path) / 20e6
-        return self._registry_call("ingest_file", session_id, slots, slot, client_name, client_type, source_path,
-                                   timeout=timeout)
+                    client_type: str, source_path: str | None, **details: Any) -> EntryInfo:
+        """Record a file posted without the WebSocket, validated by the same rules (the no-JS fallback).
 
-    def _registry_call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        ``details`` are :meth:`UploadRegistry.ingest_file`'s keywords (``size``, ``sha256``, ``head``, ``error``,
+        ``relative_path``): an upload handler that hashed the file while Django read it leaves no file work to the
+        reactor thread.
+        """
+        timeout = self.timeout
+        if details.get("sha256") is None and source_path is not None:
+            # Hashing happens in the reactor thread then: allow for the file's size (20 MB/s).
+            timeout += os.path.getsize(source_path) / 20e6
+        return self._registry_call("ingest_file", session_id, slots, slot, client_name, client_type, source_path,
+                                   timeout=timeout, **details)
+
+    def _registry_call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         def in_reactor() -> Any:
             # The registry is looked up in the reactor thread too: nothing of it is touched from here.
-            return getattr(self.server.registry, method)(*args)
+            return getattr(self.server.registry, method)(*args, **kwargs)
 
         in_reactor.__name__ = method
         return self.call(in_reactor, timeout=timeout)

@@ -152,6 +152,19 @@ class UploadEntry:
         return self._info.sha256
 
     @property
+    def detected_type(self) -> str | None:
+        """The MIME type the server read from the content's magic bytes (``None`` if unrecognised).
+
+        Unlike ``client_type`` this is not the browser's claim, so a view deciding how to treat a file uses it.
+        """
+        return self._info.detected_type
+
+    @property
+    def client_relative_path(self) -> str | None:
+        """The file's path inside a dropped folder (``photos/2024/a.png``), sanitised; ``None`` for a lone file."""
+        return self._info.relative_path
+
+    @property
     def error_code(self) -> str | None:
         """The protocol error code (``too_large``, ``type_mismatch``…) if the upload failed."""
         return self._info.error

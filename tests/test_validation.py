@@ -18,6 +18,9 @@ ANY = SlotConfig()
 ACTIVE_OK = SlotConfig(allow_active_content=True)
 
 
+DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
 class ContentTests(TestCase):
     """Magic bytes must agree with the name's extension (or, without one, with the declared type)."""
 
@@ -34,29 +37,29 @@ class ContentTests(TestCase):
         self.assertIn("PDF", error.message)
 
     def test_jpeg_named_jpg_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "me.jpg", "image/jpeg", jpeg_bytes()))
+        self.assertEqual(check_content(ANY, "me.jpg", "image/jpeg", jpeg_bytes()), "image/jpeg")
 
     def test_jpeg_named_jpeg_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "me.JPEG", "image/jpeg", jpeg_bytes()))
+        self.assertEqual(check_content(ANY, "me.JPEG", "image/jpeg", jpeg_bytes()), "image/jpeg")
 
     def test_png_named_png_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "me.png", "image/png", png_bytes()))
+        self.assertEqual(check_content(ANY, "me.png", "image/png", png_bytes()), "image/png")
 
     def test_gif_named_gif_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "anim.gif", "image/gif", gif_bytes()))
+        self.assertEqual(check_content(ANY, "anim.gif", "image/gif", gif_bytes()), "image/gif")
 
     def test_webp_named_webp_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "me.webp", "image/webp", webp_bytes()))
+        self.assertEqual(check_content(ANY, "me.webp", "image/webp", webp_bytes()), "image/webp")
 
     def test_pdf_named_pdf_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "cv.pdf", "application/pdf", pdf_bytes()))
+        self.assertEqual(check_content(ANY, "cv.pdf", "application/pdf", pdf_bytes()), "application/pdf")
 
     def test_docx_named_docx_passes(self) -> None:
         mime = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-        self.assertIsNone(check_content(ANY, "cv.docx", mime, docx_bytes()))
+        self.assertEqual(check_content(ANY, "cv.docx", mime, docx_bytes()), mime)
 
     def test_docx_named_zip_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "cv.zip", "application/zip", docx_bytes()))
+        self.assertEqual(check_content(ANY, "cv.zip", "application/zip", docx_bytes()), DOCX_MIME)
 
     def test_docx_renamed_pdf_is_type_mismatch(self) -> None:
         self.assertMismatch("cv.pdf", "application/pdf", docx_bytes())
@@ -80,16 +83,16 @@ class ContentTests(TestCase):
         self.assertIsNone(check_content(ANY, "data.csv", "text/csv", b"a,b\n1,2\n"))
 
     def test_png_named_bin_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "blob.bin", "application/octet-stream", png_bytes()))
+        self.assertEqual(check_content(ANY, "blob.bin", "application/octet-stream", png_bytes()), "image/png")
 
     def test_png_without_name_extension_passes(self) -> None:
-        self.assertIsNone(check_content(ANY, "blob", "", png_bytes()))
+        self.assertEqual(check_content(ANY, "blob", "", png_bytes()), "image/png")
 
     def test_declared_type_counts_when_name_has_no_extension(self) -> None:
         self.assertMismatch("photo", "image/png", text_bytes(100))
 
     def test_extension_wins_over_declared_type(self) -> None:
-        self.assertIsNone(check_content(ANY, "me.png", "application/pdf", png_bytes()))
+        self.assertEqual(check_content(ANY, "me.png", "application/pdf", png_bytes()), "image/png")
 
     def test_empty_file_named_png_is_type_mismatch(self) -> None:
         self.assertMismatch("empty.png", "image/png", b"")

@@ -53,6 +53,10 @@ class EntryInfo:
     error_message: str | None = None
     sha256: str | None = None
     path: str | None = None
+    #: The MIME type the content's magic bytes say (filetype), when recognised: trust this, not client_type.
+    detected_type: str | None = None
+    #: The file's path inside a dropped folder (sanitised segments, no ``..``), or None for a single file.
+    relative_path: str | None = None
 
     @property
     def progress(self) -> int:
@@ -99,6 +103,8 @@ class Entry:
         self.error_message: str | None = None
         self.sha256: str | None = None
         self.path: str | None = None
+        self.detected_type: str | None = None
+        self.relative_path: str | None = None
         self.owner: EntryOwner | None = None
         self.last_activity = 0.0
         self._hash = hashlib.sha256()
@@ -108,7 +114,8 @@ class Entry:
         """A frozen copy of the entry's current state."""
         return EntryInfo(self.entry_id, self.ref, self.slot_name, self.client_name, self.client_type,
                          self.client_size, self.received, self.status,
-                         self.error.value if self.error else None, self.error_message, self.sha256, self.path)
+                         self.error.value if self.error else None, self.error_message, self.sha256, self.path,
+                         self.detected_type, self.relative_path)
 
     def receive(self, offset: int, payload: bytes | memoryview) -> bool:
         """Store one chunk; return True when the entry just completed. Raises :class:`UploadError`.
@@ -142,7 +149,7 @@ class Entry:
 
     def _check_head(self) -> None:
         head, self._head = self._head, None
-        check_content(self.slot, self.client_name, self.client_type, bytes(head or b""))
+        self.detected_type = check_content(self.slot, self.client_name, self.client_type, bytes(head or b""))
 
     def finish(self) -> None:
         """Close the stored file once every byte arrived (also the path for zero-byte files)."""

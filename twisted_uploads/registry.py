@@ -21,7 +21,7 @@ from .entries import Entry, EntryInfo, EntryOwner, EntryStatus
 from .errors import ErrorCode, UploadError
 from .slots import SlotConfig
 from .storage import IEntryStore
-from .validation import HEAD_BYTES, check_announce, check_content, sanitize_name
+from .validation import HEAD_BYTES, check_announce, check_content, sanitize_name, sanitize_relative_path
 
 log = Logger()
 
@@ -103,7 +103,7 @@ class UploadRegistry:
     # -- entries from the protocol ----------------------------------------------------------------------------
 
     def announce(self, session: UploadSession, owner: EntryOwner, ref: str, slot_name: str, name: str,
-                 mime: str, size: object) -> Entry:
+                 mime: str, size: object, relative_path: str | None = None) -> Entry:
         """Create an entry for an announced file, or raise :class:`UploadError` saying why not."""
         client_name = sanitize_name(name)
         slot = self._admit(session, slot_name, client_name, mime, size)
@@ -117,6 +117,7 @@ class UploadRegistry:
         except OSError as error:
             raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {client_name}: {error.strerror}") from error
         entry = Entry(entry_id, ref, slot_name, slot, client_name, mime, size, writer)
+        entry.relative_path = sanitize_relative_path(relative_path)
         session.entries[entry_id] = entry
         self.claim(session, entry, owner)
         if size == 0:
@@ -234,32 +235,44 @@ class UploadRegistry:
             owner.entry_changed(entry)
 
     def ingest_file(self, session_id: str, slots: dict[str, SlotConfig], slot_name: str, client_name: str,
-                    client_type: str, source_path: str, ref: str | None = None) -> EntryInfo:
+                    client_type: str, source_path: str | None, ref: str | None = None, *,
+                    size: int | None = None, sha256: str | None = None, head: bytes | None = None,
+                    error: UploadError | None = None, relative_path: str | None = None) -> EntryInfo:
         """Record a file that arrived without the WebSocket (the no-JavaScript form POST).
 
         The same rules apply as for a streamed file. A file that breaks one becomes an errored entry (its bytes
-        deleted) rather than an exception, exactly as a streamed file would.
+        deleted) rather than an exception, exactly as a streamed file would. A caller that read the file itself
+        (Django's upload handler) passes ``size``, ``sha256`` and ``head`` so nothing is read again here, and
+        ``error`` for a file it refused while reading (``source_path`` is then ``None``).
         """
         session = self.sessions.get(session_id) or self.open_session(session_id, slots)
         session.slots.update(slots)
         name = sanitize_name(client_name)
-        size = os.path.getsize(source_path)
+        if size is None:
+            size = os.path.getsize(source_path) if source_path is not None else 0
         entry = Entry(next(self._ids) & 0xFFFFFFFF, ref or secrets.token_hex(8), slot_name,
                       session.slots.get(slot_name, SlotConfig()), name, client_type, size, None)
+        entry.relative_path = sanitize_relative_path(relative_path)
         entry.received = size
         try:
+            if error is not None:
+                raise error
+            if source_path is None:
+                raise UploadError(ErrorCode.STORAGE_FAILED, f"no stored bytes for {name}")
             self._admit(session, slot_name, name, client_type, size)
-            sha256, head = _sha256_and_head(source_path)
-            check_content(entry.slot, name, client_type, head)
+            if sha256 is None or head is None:
+                sha256, head = _sha256_and_head(source_path)
+            entry.detected_type = check_content(entry.slot, name, client_type, head)
             entry.sha256 = sha256
             entry.path = self.store.adopt(session_id, entry.entry_id, source_path)
             entry.status = EntryStatus.COMPLETE
-        except UploadError as error:
-            entry.status, entry.error, entry.error_message = EntryStatus.ERROR, error.code, error.message
-            try:
-                os.unlink(source_path)
-            except OSError:
-                pass
+        except UploadError as refusal:
+            entry.status, entry.error, entry.error_message = EntryStatus.ERROR, refusal.code, refusal.message
+            if source_path is not None:
+                try:
+                    os.unlink(source_path)
+                except OSError:
+                    pass
         session.entries[entry.entry_id] = entry
         self._expire_after(session, entry, self.complete_ttl)
         return entry.info()

@@ -81,6 +81,24 @@ def sanitize_name(raw: str) -> str:
     return name or "upload"
 
 
+MAX_RELATIVE_PATH_SEGMENTS = 32
+MAX_RELATIVE_PATH_LENGTH = 1000
+
+
+def sanitize_relative_path(raw: object) -> str | None:
+    """Reduce a dropped folder's relative path (``photos/2024/a.png``) to safe segments, or None.
+
+    Each segment is sanitised like a file name; empty, ``.`` and ``..`` segments are dropped, so the result can
+    never climb out of a directory it is joined to.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    segments = [s for s in str(raw).replace("\\", "/").split("/") if s.strip() not in ("", ".", "..")]
+    clean = [sanitize_name(segment) for segment in segments[-MAX_RELATIVE_PATH_SEGMENTS:]]
+    path = "/".join(clean)[-MAX_RELATIVE_PATH_LENGTH:].lstrip("/")
+    return path or None
+
+
 def is_active_name(name: str, mime: str) -> bool:
     """Whether the name or declared type says SVG, HTML or JavaScript."""
     return extension_of(name) in _ACTIVE_EXTENSIONS or mime.lower().split(";")[0].strip() in _ACTIVE_MIMES
@@ -109,10 +127,11 @@ def check_announce(slot: SlotConfig, name: str, mime: str, size: object) -> None
         raise UploadError(ErrorCode.ACTIVE_CONTENT, f"{name}: SVG, HTML and JavaScript files are not accepted.")
 
 
-def check_content(slot: SlotConfig, name: str, mime: str, head: bytes) -> None:
+def check_content(slot: SlotConfig, name: str, mime: str, head: bytes) -> str | None:
     """Check the first bytes of a file against its name and declared type; raises :class:`UploadError`.
 
-    ``head`` is the first :data:`HEAD_BYTES` bytes, or the whole file if it is shorter.
+    ``head`` is the first :data:`HEAD_BYTES` bytes, or the whole file if it is shorter. Returns the MIME type the
+    magic bytes say (``entry.detected_type``), or None when filetype recognises nothing.
     """
     if not slot.allow_active_content and is_active_content(head):
         raise UploadError(ErrorCode.ACTIVE_CONTENT, f"{name} contains SVG or HTML, which is not accepted.")
@@ -123,12 +142,13 @@ def check_content(slot: SlotConfig, name: str, mime: str, head: bytes) -> None:
         if _family(declared) in {_family(e) for e in _MAGIC_REQUIRED}:
             raise UploadError(ErrorCode.TYPE_MISMATCH,
                               f"{name} does not contain {declared.upper()} data.")
-        return
+        return None
     if declared in _GENERIC:
-        return
+        return kind.mime
     if _family(declared) != _family(kind.extension):
         raise UploadError(ErrorCode.TYPE_MISMATCH,
                           f"{name} contains {kind.extension.upper()} data, not {declared.upper()}.")
+    return kind.mime
 
 
 def format_size(size: int) -> str:
