@@ -256,7 +256,8 @@ def _start_listener(description: str, timeout: float) -> tuple[UploadServer, ILi
 
     @crochet.wait_for(timeout=timeout)
     def start() -> Any:
-        server = UploadServer(str(config.upload_dir), DjangoTokenVerifier(config.secret, config.fallback_secrets),
+        server = UploadServer(str(config.upload_dir), DjangoTokenVerifier(config.secret, config.fallback_secrets,
+                                                                          session_cookie=config.session_cookie),
                               allowed_origins=config.allowed_origins, resume_grace=config.resume_grace,
                               complete_ttl=config.complete_ttl)
         ws_path = urlsplit(config.ws_url).path or DEFAULT_WS_PATH

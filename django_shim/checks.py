@@ -11,7 +11,13 @@ id                         problem
 ``twisted_uploads.E005``   ``UPLOADS_STANDALONE_LISTEN`` is not a Twisted server endpoint description
 ``twisted_uploads.E006``   sessions are not enabled (view state and token binding live in the session)
 ``twisted_uploads.E007``   ``UPLOADS_DIR`` cannot be created or written
+``twisted_uploads.E008``   the session engine changes the session key on every save (``signed_cookies``), so upload
+                           tokens cannot be bound to the session
+``twisted_uploads.E009``   ``SESSION_COOKIE_PATH`` does not cover the upload socket's path, so browsers never send
+                           the session cookie there and every token is refused
 ``twisted_uploads.W001``   staticfiles cannot find the browser client (finder missing)
+``twisted_uploads.W002``   the allowed origins contain ``*`` (``ALLOWED_HOSTS = ["*"]``): the WebSocket's ``Origin``
+                           check is off
 =========================  ==================================================================================
 """
 
@@ -123,6 +129,44 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                            "'django.contrib.sessions.middleware.SessionMiddleware' to MIDDLEWARE.",
                       id="twisted_uploads.E006")]
     return []
+
+
+#: Session engines whose key changes whenever the session is saved: a token cannot stay bound to such a key.
+_UNBINDABLE_SESSION_ENGINES = ("django.contrib.sessions.backends.signed_cookies",)
+
+
+@register(TAG, Tags.security)
+def check_session_binding(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E008-E009: the handshake must carry a session cookie whose key the token can be bound to."""
+    problems: list[CheckMessage] = []
+    engine = str(getattr(settings, "SESSION_ENGINE", ""))
+    if engine in _UNBINDABLE_SESSION_ENGINES:
+        problems.append(Error(
+            f"SESSION_ENGINE = {engine!r} changes the session key on every save, so the page's upload token cannot "
+            "be bound to the browser session and every upload socket would be refused (invalid_token).",
+            hint="Use a server-side session engine: 'django.contrib.sessions.backends.db' (the default), 'cache', "
+                 "'cached_db' or 'file'. LiveView state lives in the session, and would not fit in a cookie "
+                 "anyway.", id="twisted_uploads.E008"))
+    cookie_path = str(getattr(settings, "SESSION_COOKIE_PATH", "/") or "/")
+    ws_path = urlsplit(str(uploads_settings().ws_url)).path or "/"
+    if not (ws_path == cookie_path.rstrip("/") or ws_path.startswith(cookie_path.rstrip("/") + "/")):
+        problems.append(Error(
+            f"SESSION_COOKIE_PATH = {cookie_path!r} does not cover the upload socket's path {ws_path!r}: browsers "
+            "send the session cookie only under that path, so every upload token would be refused "
+            "(invalid_token).", hint="Set SESSION_COOKIE_PATH to '/' (the default) or a prefix of UPLOADS_WS_URL's "
+                                     "path, or mount the socket under it.", id="twisted_uploads.E009"))
+    return problems
+
+
+@register(TAG, Tags.security)
+def check_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002: ``*`` among the allowed origins turns the handshake's ``Origin`` check off."""
+    if "*" not in [str(origin).strip() for origin in uploads_settings().allowed_origins]:
+        return []
+    return [Warning("The upload WebSocket accepts any Origin: '*' is among its allowed origins (from "
+                    "ALLOWED_HOSTS = ['*'] or UPLOADS_ALLOWED_ORIGINS), so any web page may open it in a visitor's "
+                    "browser.", hint="List your sites in ALLOWED_HOSTS, or set UPLOADS_ALLOWED_ORIGINS to their "
+                                     "origins (e.g. ['https://example.com']).", id="twisted_uploads.W002")]
 
 
 @register(TAG)

@@ -16,7 +16,7 @@ setting                        default                                     meani
                                <settings module>-<hash of BASE_DIR>``      keeps their records (one per project)
 ``UPLOADS_TOKEN_TTL``          ``3600``                                    seconds a page's upload token is valid
 ``UPLOADS_ALLOWED_ORIGINS``    from ``ALLOWED_HOSTS`` (+ ``CSRF_TRUSTED_   ``Origin`` values the WebSocket
-                               ORIGINS``)                                  handshake accepts
+                               ORIGINS``), see :func:`origins_from_hosts`  handshake accepts
 ``UPLOADS_BRIDGE_TIMEOUT``     ``5.0``                                     seconds a view waits for the reactor
 ``UPLOADS_RESUME_GRACE``       ``300``                                     seconds a paused entry may be resumed
 ``UPLOADS_COMPLETE_TTL``       ``3600``                                    seconds a finished entry waits to be
@@ -77,6 +77,8 @@ class UploadsSettings:
     max_views: int
     page_template: str
     serve_media: bool
+    #: ``SESSION_COOKIE_NAME``: the cookie the token verifier reads the session key from at the handshake.
+    session_cookie: str = "sessionid"
 
 
 def derive_secret(secret_key: str) -> str:
@@ -102,17 +104,52 @@ def default_upload_dir() -> Path:
 
 
 def origins_from_hosts(allowed_hosts: list[str] | tuple[str, ...], debug: bool,
-                       trusted_origins: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Turn ``ALLOWED_HOSTS`` patterns into host patterns for the ``Origin`` check.
+                       trusted_origins: list[str] | tuple[str, ...] = (),
+                       page_ports: tuple[int, ...] = ()) -> tuple[str, ...]:
+    """Turn ``ALLOWED_HOSTS`` (and ``CSRF_TRUSTED_ORIGINS``) into the upload socket's allowed origins.
 
-    Each item is a bare host pattern in Django's ``ALLOWED_HOSTS`` syntax (``"example.com"``, ``".example.com"``
-    for subdomains, ``"*"`` for any) or a full origin from ``CSRF_TRUSTED_ORIGINS``; the port of an ``Origin`` is
-    ignored for bare hosts because a standalone listener runs on another port than the page.
+    A full origin from ``CSRF_TRUSTED_ORIGINS`` is kept as it is: its scheme, host and port must match exactly.
+    A bare host pattern from ``ALLOWED_HOSTS`` (``"example.com"``, ``".example.com"``, ``"[::1]"``) allows that
+    host with the page's scheme (the socket's: ``http`` for ``ws://``, ``https`` for ``wss://``) on the ports pages
+    are actually served from: the socket's own port (``twistd`` serves pages and socket on one port) and each of
+    ``page_ports`` (under runserver the page is on runserver's port and the socket on the standalone listener's,
+    so runserver's port is added as ``"example.com:8000"``). ``"*"`` stays ``"*"``: any origin, which system check
+    ``twisted_uploads.W002`` warns about. Anything else — a page on another port of the same host, ``https`` pages
+    behind a TLS-terminating proxy — must be listed as a full origin in ``CSRF_TRUSTED_ORIGINS`` or
+    ``UPLOADS_ALLOWED_ORIGINS``.
     """
     hosts = list(allowed_hosts)
     if debug and not hosts:
         hosts = list(_DEBUG_HOSTS)
-    return tuple(dict.fromkeys([*hosts, *trusted_origins]))
+    origins: list[str] = []
+    for host in hosts:
+        origins.append(host)
+        if host != "*" and "://" not in host:
+            origins.extend(f"{host}:{port}" for port in page_ports)
+    return tuple(dict.fromkeys([*origins, *trusted_origins]))
+
+
+def runserver_port(argv: list[str] | None = None) -> int | None:
+    """The port ``manage.py runserver`` serves pages on, when this process is runserver; None otherwise.
+
+    Read with runserver's own argument parser and address syntax, so ``runserver 0.0.0.0:8123``,
+    ``runserver [::1]:8123``, ``runserver 8123`` and a bare ``runserver`` (its default port) all give the port.
+    """
+    argv = sys.argv if argv is None else argv
+    if len(argv) < 2 or argv[1] != "runserver":
+        return None
+    try:
+        from django.core.management import get_commands, load_command_class
+        from django.core.management.commands.runserver import naiveip_re
+
+        command = load_command_class(get_commands()["runserver"], "runserver")
+        options, _ = command.create_parser(argv[0], "runserver").parse_known_args(argv[2:])
+        if not options.addrport:
+            return int(command.default_port)
+        match = re.match(naiveip_re, options.addrport)
+        return int(match.group("port")) if match else None
+    except (SystemExit, KeyError, ImportError, AttributeError, ValueError):
+        return None  # runserver itself will refuse these arguments
 
 
 def _number(name: str, default: float) -> Any:
@@ -145,8 +182,10 @@ def _resolve() -> UploadsSettings:
     upload_dir = getattr(settings, "UPLOADS_DIR", None)
     origins = getattr(settings, "UPLOADS_ALLOWED_ORIGINS", None)
     if origins is None:
+        port = runserver_port()
         origins = origins_from_hosts(settings.ALLOWED_HOSTS, settings.DEBUG,
-                                     getattr(settings, "CSRF_TRUSTED_ORIGINS", ()))
+                                     getattr(settings, "CSRF_TRUSTED_ORIGINS", ()),
+                                     page_ports=(port,) if port is not None else ())
     return UploadsSettings(
         secret=secret,
         fallback_secrets=fallbacks,
@@ -162,6 +201,7 @@ def _resolve() -> UploadsSettings:
         max_views=_number("UPLOADS_MAX_VIEWS", 20),
         page_template=getattr(settings, "UPLOADS_PAGE_TEMPLATE", "django_shim/page.html"),
         serve_media=bool(getattr(settings, "UPLOADS_SERVE_MEDIA", settings.DEBUG)),
+        session_cookie=str(getattr(settings, "SESSION_COOKIE_NAME", "sessionid")),
     )
 
 
@@ -171,5 +211,6 @@ def _drop_cache(*, setting: str, **kwargs: Any) -> None:
     global _cached
     if setting.startswith("UPLOADS_") or setting in {
         "SECRET_KEY", "SECRET_KEY_FALLBACKS", "ALLOWED_HOSTS", "DEBUG", "CSRF_TRUSTED_ORIGINS", "BASE_DIR",
+        "SESSION_COOKIE_NAME",
     }:
         _cached = None

@@ -3,12 +3,20 @@
 A token is ``django.core.signing.dumps`` of ``{"v", "session", "slots", "exp", "sk"}`` with the salt
 ``twisted_uploads.token`` and the upload secret (``UPLOADS_SECRET``, by default derived from ``SECRET_KEY``).
 ``slots`` is the only place the server learns a slot's limits from, so a browser cannot raise its own limits;
-``sk`` is a keyed hash of the Django session key, binding the token to the session that rendered the page (see
-:func:`token_matches_session`). The upload session id inside is random, lives in the view state in the Django
-session, and is the only handle the server gives to entries.
+``sk`` is a keyed hash of the Django session key, binding the token to the session that rendered the page. The
+upload session id inside is random, lives in the view state in the Django session, and is the only handle the
+server gives to entries.
 
-:class:`DjangoTokenVerifier` is the callable the reactor side is given (``verify(token) -> TokenGrant``). It never
-reads Django settings, so it is safe in the reactor thread.
+:class:`DjangoTokenVerifier` is the callable the reactor side is given (``verify(token, handshake) ->
+TokenGrant``). Besides signature, version and expiry it checks the binding: the WebSocket handshake must carry the
+session cookie whose key the token was minted for, so a token copied out of a page is no use without the browser
+session it belongs to. It never reads Django settings, so it is safe in the reactor thread.
+
+The binding needs a session key that stays put while the page is open: a server-side session engine (``db``,
+``cache``, ``cached_db``, ``file``). The ``signed_cookies`` engine changes its key on every save, so it cannot
+bind — system check ``twisted_uploads.E008`` refuses it. A key Django rotates on purpose (``login()``'s
+``cycle_key``, ``flush()`` at logout) invalidates the tokens of pages rendered before, which is what such a
+rotation is for: those pages must be reloaded.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.slots import SlotConfig
-from twisted_uploads.tokens import TokenGrant
+from twisted_uploads.tokens import Handshake, TokenGrant
 
 TOKEN_SALT = "twisted_uploads.token"
 SESSION_BINDING_SALT = "twisted_uploads.session"
@@ -60,19 +68,23 @@ def _load(token: str, secret: str, fallback_secrets: tuple[str, ...]) -> dict[st
 
 
 class DjangoTokenVerifier:
-    """Verify Django-minted tokens for the upload server: signature, version, expiry and slot configs.
+    """Verify Django-minted tokens for the upload server: signature, version, expiry, slot configs and the
+    session binding.
 
-    Holds its keys instead of reading settings so that it can run in the reactor thread, and takes a clock
-    function so expiry is testable.
+    Holds its keys and the session cookie's name (``SESSION_COOKIE_NAME``) instead of reading settings so that it
+    can run in the reactor thread, and takes a clock function so expiry is testable.
     """
 
-    def __init__(self, secret: str, fallback_secrets: tuple[str, ...] = (), now: Any = time.time) -> None:
+    def __init__(self, secret: str, fallback_secrets: tuple[str, ...] = (), now: Any = time.time, *,
+                 session_cookie: str = "sessionid") -> None:
         self._secret = secret
         self._fallback_secrets = tuple(fallback_secrets)
         self._now = now
+        self._session_cookie = session_cookie
 
-    def __call__(self, token: str) -> TokenGrant:
-        """Return the grant a valid token carries; raise ``UploadError(invalid_token)`` otherwise."""
+    def __call__(self, token: str, handshake: Handshake) -> TokenGrant:
+        """Return the grant a valid token presented with its session carries; raise ``UploadError(invalid_token)``
+        otherwise."""
         payload = _load(token, self._secret, self._fallback_secrets)
         try:
             session = payload["session"]
@@ -84,7 +96,21 @@ class DjangoTokenVerifier:
             raise UploadError(ErrorCode.INVALID_TOKEN, "The upload token is malformed.")
         if expires_at <= self._now():
             raise UploadError(ErrorCode.INVALID_TOKEN, "The upload token has expired; reload the page.")
+        self._check_binding(payload, handshake)
         return TokenGrant(session=session, slots=slots, expires_at=expires_at)
+
+    def _check_binding(self, payload: Mapping[str, Any], handshake: Handshake) -> None:
+        """The handshake's session cookie must be the one the token was minted for (a key under any of the
+        secrets the signature may have been made with, so a rotated secret keeps working like the signature)."""
+        session_key = handshake.cookies.get(self._session_cookie)
+        if not session_key:
+            raise UploadError(ErrorCode.INVALID_TOKEN, "The upload token was presented without the session cookie "
+                                                       "of the page it belongs to; reload the page.")
+        bound = str(payload.get("sk", ""))
+        if not any(constant_time_compare(bound, session_binding(key, session_key))
+                   for key in (self._secret, *self._fallback_secrets)):
+            raise UploadError(ErrorCode.INVALID_TOKEN, "The upload token belongs to another browser session; "
+                                                       "reload the page.")
 
 
 def token_matches_session(token: str, secret: str, django_session_key: str,

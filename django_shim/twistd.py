@@ -124,7 +124,8 @@ def configure_upload_server(upload_server: UploadServer, options: Mapping[str, A
 
     options = options or {}
     config = uploads_settings()
-    upload_server.verifier = DjangoTokenVerifier(config.secret, config.fallback_secrets)
+    upload_server.verifier = DjangoTokenVerifier(config.secret, config.fallback_secrets,
+                                                 session_cookie=config.session_cookie)
     if not options.get("allowed-origins"):
         upload_server.allowed_origins = config.allowed_origins
     upload_server.set_lifetimes(

@@ -26,7 +26,7 @@ from twisted_uploads.records import OWNERS_DIRECTORY
 from twisted_uploads.registry import UploadRegistry
 from twisted_uploads.slots import SlotConfig
 from twisted_uploads.storage import TempFileStore
-from twisted_uploads.tokens import HMACTokenVerifier, make_token
+from twisted_uploads.tokens import Handshake, HMACTokenVerifier, make_token
 
 SECRET = "test-secret-of-thirty-two-bytes!"
 
@@ -179,10 +179,11 @@ class Server:
         """A token valid at the clock's current time."""
         return make_token(SECRET, session, DEFAULT_SLOTS if slots is None else slots, ttl, now=self.clock.seconds())
 
-    def connect(self) -> Client:
-        """A new connection that has not authenticated yet."""
+    def connect(self, verifier: Any = None, handshake: Handshake | None = None) -> Client:
+        """A new connection that has not authenticated yet (opened with ``handshake``, checked by ``verifier``)."""
         transport = FakeTransport()
-        connection = UploadConnection(self.registry, self.verifier, self.clock, transport, self.limits)
+        connection = UploadConnection(self.registry, verifier or self.verifier, self.clock, transport, self.limits,
+                                      handshake=handshake)
         connection.connection_made()
         return Client(connection, transport)
 

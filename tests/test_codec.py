@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
 
-from twisted_uploads.codec import (CLIENT_MESSAGES, HEADER_SIZE, MAX_CONTROL_BYTES, SERVER_MESSAGES, decode_chunk,
-                                   decode_message, encode_chunk, encode_chunk_header, encode_message)
+from twisted_uploads.codec import (CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS, HEADER_SIZE, MAX_CONTROL_BYTES,
+                                   SERVER_MESSAGES, decode_chunk, decode_message, encode_chunk, encode_chunk_header,
+                                   encode_message)
 from twisted_uploads.errors import ErrorCode, UploadError
 
 from .support import fuzz
@@ -156,11 +157,18 @@ class DecodeMessageTests(TestCase):
     def test_client_type_in_server_schema_is_protocol_error(self) -> None:
         self.assertProtocolError('{"type":"auth","token":"t"}', SERVER_MESSAGES)
 
-    def test_auth_without_token_is_protocol_error(self) -> None:
-        self.assertProtocolError('{"type":"auth"}')
+    def assertInvalidToken(self, text: str) -> None:
+        error = self.assertRaises(UploadError, decode_message, text, CLIENT_MESSAGES)
+        self.assertEqual(error.code, ErrorCode.INVALID_TOKEN)
 
-    def test_auth_with_numeric_token_is_protocol_error(self) -> None:
-        self.assertProtocolError('{"type":"auth","token":5}')
+    def test_auth_without_token_is_invalid_token(self) -> None:
+        self.assertInvalidToken('{"type":"auth"}')
+
+    def test_auth_with_numeric_token_is_invalid_token(self) -> None:
+        self.assertInvalidToken('{"type":"auth","token":5}')
+
+    def test_auth_with_null_token_is_invalid_token(self) -> None:
+        self.assertInvalidToken('{"type":"auth","token":null}')
 
     def test_cancel_with_string_entry_is_protocol_error(self) -> None:
         self.assertProtocolError('{"type":"cancel","entry":"17"}')
@@ -183,11 +191,40 @@ class DecodeMessageTests(TestCase):
     def test_announce_with_numeric_name_is_protocol_error(self) -> None:
         self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":1,"mime":"","size":1}')
 
-    def test_announce_size_is_left_to_validation(self) -> None:
-        # The size's range and type are an announce-level `too_large`, not a protocol error (protocol.md §9).
-        message = decode_message('{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":"9"}',
+    def test_announce_missing_size_is_protocol_error(self) -> None:
+        self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":"a","mime":""}')
+
+    def test_announce_with_string_size_is_protocol_error(self) -> None:
+        self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":"9"}')
+
+    def test_announce_with_fractional_size_is_protocol_error(self) -> None:
+        self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":9.5}')
+
+    def test_announce_with_boolean_size_is_protocol_error(self) -> None:
+        self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":true}')
+
+    def test_announce_size_range_is_left_to_validation(self) -> None:
+        # A negative or huge size is an integer: its range is the announce-level `too_large` (protocol.md §4).
+        message = decode_message('{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":-9}',
                                  CLIENT_MESSAGES)
-        self.assertEqual(message["size"], "9")
+        self.assertEqual(message["size"], -9)
+
+    def test_announce_with_numeric_ref_is_protocol_error(self) -> None:
+        self.assertProtocolError('{"type":"announce","ref":7,"slot":"s","name":"a","mime":"","size":1}')
+
+    def test_optional_relative_path_must_be_a_string(self) -> None:
+        text = '{"type":"announce","ref":"f","slot":"s","name":"a","mime":"","size":1,"relative_path":3}'
+        error = self.assertRaises(UploadError, decode_message, text, CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS)
+        self.assertEqual(error.code, ErrorCode.PROTOCOL_ERROR)
+
+    def test_optional_relative_path_may_be_absent_or_a_string(self) -> None:
+        base = {"type": "announce", "ref": "f", "slot": "s", "name": "a", "mime": "", "size": 1}
+        for message in (base, {**base, "relative_path": "photos/a"}):
+            self.assertEqual(decode_message(json.dumps(message), CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS), message)
+
+    def test_error_names_the_field(self) -> None:
+        error = self.assertProtocolError('{"type":"announce","ref":"f","slot":"s","name":"a","mime":""}')
+        self.assertIn("size", error.message)
 
     def test_message_longer_than_limit_is_protocol_error(self) -> None:
         padding = "x" * MAX_CONTROL_BYTES
@@ -222,16 +259,23 @@ class DecodeMessageTests(TestCase):
 
     @fuzz
     @given(st.sampled_from(sorted(CLIENT_MESSAGES)), st.dictionaries(st.sampled_from(
-        ["token", "ref", "slot", "name", "mime", "size", "entry"]), JSON_VALUES, max_size=6))
+        ["token", "ref", "slot", "name", "mime", "size", "entry", "relative_path"]), JSON_VALUES, max_size=7))
     def test_any_fields_decode_or_raise_protocol_error(self, message_type: str, fields: dict) -> None:
         self._decodes_or_protocol_error(json.dumps({**fields, "type": message_type}))
 
     def _decodes_or_protocol_error(self, text: str | bytes) -> None:
         try:
-            message = decode_message(text, CLIENT_MESSAGES)
+            message = decode_message(text, CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS)
         except UploadError as error:
-            self.assertEqual(error.code, ErrorCode.PROTOCOL_ERROR)
+            # A token that is not a string is the token's fault (close 4001); anything else is the protocol's.
+            self.assertIn(error.code, (ErrorCode.PROTOCOL_ERROR, ErrorCode.INVALID_TOKEN))
+            if error.code is ErrorCode.INVALID_TOKEN:
+                self.assertNotIsInstance(json.loads(text).get("token"), str)
             return
         self.assertIn(message["type"], CLIENT_MESSAGES)
         for name, expected in CLIENT_MESSAGES[message["type"]].items():
             self.assertIsInstance(message.get(name), expected)
+            self.assertFalse(isinstance(message[name], bool))
+        for name, expected in CLIENT_OPTIONAL_FIELDS.get(message["type"], {}).items():
+            if name in message:
+                self.assertIsInstance(message[name], expected)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
 
-from twisted_uploads.codec import encode_chunk_header
+from twisted_uploads.codec import PRE_AUTH_FRAME_LIMIT, encode_chunk_header
 from twisted_uploads.connection import ConnectionLimits, ConnectionState
 from twisted_uploads.entries import EntryStatus
 from twisted_uploads.errors import CLOSE_AUTH_TIMEOUT, CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR
 from twisted_uploads.slots import SlotConfig
-from twisted_uploads.tokens import make_token
+from twisted_uploads.tokens import Handshake, make_token
 
-from .support import (DEFAULT_SLOTS, HTML_BYTES, SVG_BYTES, Client, Server, png_bytes, sha256, text_bytes)
+from .support import (DEFAULT_SLOTS, HTML_BYTES, SVG_BYTES, Client, Server, fuzz, png_bytes, sha256, text_bytes)
+from .test_codec import JSON_VALUES
 
 WINDOW = 16 * 1024  # 16 chunks of the default slots' 1024 bytes
 
@@ -63,8 +66,9 @@ class AuthenticationTests(ConnectionTestCase):
         self.assertEqual((self.client.welcome["protocol"], self.client.welcome["session"]), (1, "session-1"))
 
     def test_welcome_gives_the_connection_limits(self) -> None:
+        # The default slots' chunks are 1 KiB, so the frame limit is the control-message floor, not 8 MiB.
         self.assertEqual((self.client.welcome["max_parallel"], self.client.welcome["max_frame"]),
-                         (8, 8 * 1024 * 1024 + 12))
+                         (8, PRE_AUTH_FRAME_LIMIT))
 
     def test_welcome_lists_each_slot_with_its_window(self) -> None:
         self.assertEqual(self.client.welcome["slots"],
@@ -223,8 +227,15 @@ class AnnounceTests(ConnectionTestCase):
     def test_too_large_is_rejected(self) -> None:
         self.assertRejected("too_large", size=1_000_001)
 
-    def test_non_integer_size_is_rejected_as_too_large(self) -> None:
-        self.assertRejected("too_large", size="10")  # type: ignore[arg-type]
+    def test_negative_size_is_rejected_as_too_large(self) -> None:
+        self.assertRejected("too_large", size=-1)
+
+    def test_size_beyond_any_file_is_rejected_as_too_large(self) -> None:
+        self.assertRejected("too_large", size=2**70)
+
+    def test_non_integer_size_is_protocol_error_and_close_4002(self) -> None:
+        self.client.send("announce", ref="f1", slot="files", name="a.txt", mime="text/plain", size="10")
+        self.assertClosedWith(self.client, "protocol_error", CLOSE_PROTOCOL_ERROR)
 
     def test_not_accepted_is_rejected(self) -> None:
         self.assertRejected("not_accepted", slot="avatar", name="me.gif", mime="image/gif", size=10)
@@ -684,6 +695,14 @@ class ResumeTests(ConnectionTestCase):
         other.send("resume", entry=entry_id)
         self.assertEqual(other.transport.types(), ["complete"])
 
+    def test_resume_of_complete_entry_gives_its_size_and_sha256(self) -> None:
+        data = text_bytes(3000)
+        entry_id = self.client.upload(data)
+        other = self.server.client()
+        other.send("resume", entry=entry_id)
+        self.assertEqual(other.transport.take(),
+                         [{"type": "complete", "entry": entry_id, "size": 3000, "sha256": sha256(data)}])
+
     def test_resume_of_failed_entry_answers_its_error(self) -> None:
         entry_id = self.client.announce(size=10)["entry"]
         self.client.frame(entry_id, 3, b"x")
@@ -738,6 +757,156 @@ class ResumeTests(ConnectionTestCase):
         self.assertNotIn("session-1", self.registry.sessions)
 
 
+class MovedTests(ConnectionTestCase):
+    """A connection whose entry another connection of the session resumed is told ``moved`` and stops counting it."""
+
+    def take_over(self, size: int = 5000, sent: int = 1024) -> tuple[int, Client]:
+        entry_id = self.client.announce(size=size)["entry"]
+        self.client.stream(entry_id, text_bytes(sent))
+        self.client.transport.take()
+        other = self.server.client()
+        other.send("resume", entry=entry_id)
+        return entry_id, other
+
+    def test_old_connection_is_told_moved_with_entry_and_ref(self) -> None:
+        entry_id, _ = self.take_over()
+        self.assertEqual(self.client.transport.take(), [{"type": "moved", "entry": entry_id, "ref": "f1"}])
+
+    def test_new_connection_is_accepted_at_the_stored_offset(self) -> None:
+        _, other = self.take_over()
+        self.assertEqual([(m["type"], m["offset"]) for m in other.transport.take()], [("accepted", 1024)])
+
+    def test_old_connections_frames_are_dropped_after_the_move(self) -> None:
+        entry_id, other = self.take_over()
+        self.client.transport.take()
+        self.client.frame(entry_id, 1024, b"x" * 1024)
+        self.assertEqual((self.client.transport.sent, self.entry(entry_id).received), ([], 1024))
+
+    def test_old_connection_stays_open_for_its_other_entries(self) -> None:
+        self.take_over()
+        self.assertOpen(self.client)
+        self.assertEqual(self.client.announce(size=10, ref="f2")["type"], "accepted")
+
+    def test_moved_entry_no_longer_counts_towards_the_old_connections_parallel_limit(self) -> None:
+        self.server.limits = ConnectionLimits(max_parallel=1, window_chunks=16)
+        client = self.server.client("s-busy")
+        entry_id = client.announce(size=5000)["entry"]
+        self.server.client("s-busy").send("resume", entry=entry_id)
+        self.assertEqual(client.announce(size=10, ref="f2")["type"], "accepted")
+
+    def test_resuming_own_entry_sends_no_moved(self) -> None:
+        entry_id = self.client.announce(size=5000)["entry"]
+        self.client.transport.take()
+        self.client.send("resume", entry=entry_id)
+        self.assertEqual(self.client.transport.types(), ["accepted"])
+
+    def test_resume_of_a_paused_entry_tells_nobody_moved(self) -> None:
+        entry_id = self.client.announce(size=5000)["entry"]
+        self.client.connection.connection_lost()
+        other = self.server.client()
+        other.send("resume", entry=entry_id)
+        self.assertEqual(other.transport.types(), ["accepted"])
+
+
+class FieldTests(ConnectionTestCase):
+    """Every missing or mistyped field of every client message closes with protocol_error (4002), never a
+    traceback; a missing or non-string token closes with invalid_token (4001)."""
+
+    VALID = {
+        "announce": {"ref": "f1", "slot": "files", "name": "a.txt", "mime": "text/plain", "size": 10},
+        "cancel": {"entry": 1},
+        "resume": {"entry": 1},
+    }
+    WRONG_VALUES = [None, True, 1.5, -3, "7", [], {}, [1, "x"], {"a": 1}]
+
+    def test_announce_without_size_is_protocol_error_and_close_4002(self) -> None:
+        self.client.send("announce", ref="f1", slot="files", name="a.txt", mime="text/plain")
+        self.assertClosedWith(self.client, "protocol_error", CLOSE_PROTOCOL_ERROR)
+
+    def test_announce_with_numeric_ref_is_protocol_error_and_close_4002(self) -> None:
+        self.client.send("announce", ref=7, slot="files", name="a.txt", mime="text/plain", size=10)
+        self.assertClosedWith(self.client, "protocol_error", CLOSE_PROTOCOL_ERROR)
+
+    def test_announce_with_numeric_relative_path_is_protocol_error(self) -> None:
+        self.client.send("announce", ref="f1", slot="files", name="a.txt", mime="text/plain", size=10,
+                         relative_path=3)
+        self.assertClosedWith(self.client, "protocol_error", CLOSE_PROTOCOL_ERROR)
+
+    def test_announce_with_relative_path_keeps_it_on_the_entry(self) -> None:
+        self.client.send("announce", ref="f1", slot="files", name="a.txt", mime="text/plain", size=10,
+                         relative_path="photos/2024/a.txt")
+        [accepted] = self.client.transport.take()
+        self.assertEqual(self.entry(accepted["entry"]).relative_path, "photos/2024/a.txt")
+
+    def test_every_missing_field_is_protocol_error_and_close_4002(self) -> None:
+        for message_type, fields in self.VALID.items():
+            for name in fields:
+                client = self.server.client()
+                client.send(message_type, **{k: v for k, v in fields.items() if k != name})
+                self.assertClosedWith(client, "protocol_error", CLOSE_PROTOCOL_ERROR)
+
+    @fuzz
+    @given(st.sampled_from([(t, f) for t, fields in VALID.items() for f in fields]), st.sampled_from(WRONG_VALUES))
+    def test_every_mistyped_field_is_protocol_error_and_close_4002(self, field: tuple[str, str],
+                                                                    value: object) -> None:
+        message_type, name = field
+        expected = type(self.VALID[message_type][name])
+        assume(type(value) is not expected)  # -3 is an integer: a wrong size or entry, not a wrong type
+        client = self.server.client()
+        client.send(message_type, **{**self.VALID[message_type], name: value})
+        self.assertClosedWith(client, "protocol_error", CLOSE_PROTOCOL_ERROR)
+
+    def test_auth_without_token_is_invalid_token_and_close_4001(self) -> None:
+        client = self.server.connect()
+        client.send("auth")
+        self.assertClosedWith(client, "invalid_token", CLOSE_INVALID_TOKEN)
+
+    @fuzz
+    @given(st.sampled_from([None, 5, True, [], {"t": "x"}]))
+    def test_non_string_token_is_invalid_token_and_close_4001(self, token: object) -> None:
+        client = self.server.connect()
+        client.send("auth", token=token)
+        self.assertClosedWith(client, "invalid_token", CLOSE_INVALID_TOKEN)
+
+    @fuzz
+    @given(st.lists(st.tuples(st.sampled_from(["announce", "cancel", "resume", "auth", "ack", "x"]),
+                              st.dictionaries(st.sampled_from(["ref", "slot", "name", "mime", "size", "entry",
+                                                               "token", "relative_path"]),
+                                              JSON_VALUES, max_size=7)), max_size=8))
+    def test_any_message_sequence_is_answered_or_closed_never_raised(self, messages: list) -> None:
+        client = self.server.client()
+        for message_type, fields in messages:
+            client.send(message_type, **fields)  # raises if the connection lets an exception escape
+        if client.transport.closed is not None:
+            self.assertIn(client.transport.closed[0], (CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_TOKEN))
+            self.assertEqual(client.transport.sent[-1]["type"], "error")
+
+
+class HandshakeTests(ConnectionTestCase):
+    """The verifier is given the handshake the connection was opened with."""
+
+    def test_verifier_sees_the_token_and_the_handshake(self) -> None:
+        seen = []
+
+        def verifier(token: str, handshake: Handshake) -> object:
+            seen.append((token, handshake))
+            return self.server.verifier(token, handshake)
+
+        handshake = Handshake(origin="http://localhost:8000", host="localhost:8000", cookies={"sessionid": "k"})
+        client = self.server.connect(verifier=verifier, handshake=handshake)  # type: ignore[arg-type]
+        token = self.server.token()
+        client.send("auth", token=token)
+        self.assertEqual(seen, [(token, handshake)])
+        self.assertEqual(client.transport.types(), ["welcome"])
+
+    def test_connection_without_a_handshake_presents_an_empty_one(self) -> None:
+        seen = []
+        client = self.server.connect(verifier=lambda token, handshake: seen.append(handshake) or
+                                     self.server.verifier(token))  # type: ignore[arg-type, func-returns-value]
+        client.send("auth", token=self.server.token())
+        self.assertEqual(seen, [Handshake()])
+
+
 class FrameLimitTests(ConnectionTestCase):
     """After auth the framing layer is told the largest frame the granted slots allow."""
 
@@ -754,8 +923,19 @@ class FrameLimitTests(ConnectionTestCase):
         self.assertEqual(client.frame_limits, [65536 + 12])  # type: ignore[attr-defined]
 
     def test_frame_limit_never_drops_below_a_control_message(self) -> None:
+        # Room for a text frame over the 16 KiB control limit, so it is answered protocol_error, not cut at 1009.
         client = self.connect_limited({"a": SlotConfig(chunk_size=1024)})
-        self.assertEqual(client.frame_limits, [16 * 1024])  # type: ignore[attr-defined]
+        self.assertEqual(client.frame_limits, [PRE_AUTH_FRAME_LIMIT])  # type: ignore[attr-defined]
+
+    def test_welcome_states_the_frame_limit_the_framing_layer_was_given(self) -> None:
+        client = self.connect_limited({"a": SlotConfig(chunk_size=65536)})
+        [welcome] = client.transport.take()
+        self.assertEqual([welcome["max_frame"]], client.frame_limits)  # type: ignore[attr-defined]
+
+    def test_welcome_states_max_frame_when_it_is_below_the_largest_chunk(self) -> None:
+        self.server.limits = ConnectionLimits(max_frame=100_000)
+        client = self.server.client("s3", {"a": SlotConfig(chunk_size=8 * 1024 * 1024)})
+        self.assertEqual(client.welcome["max_frame"], 100_000)
 
     def test_frame_limit_never_exceeds_max_frame(self) -> None:
         self.server.limits = ConnectionLimits(max_frame=100_000)

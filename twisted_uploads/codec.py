@@ -16,13 +16,25 @@ from .errors import ErrorCode, UploadError
 CHUNK_HEADER = struct.Struct(">IQ")
 HEADER_SIZE = CHUNK_HEADER.size
 MAX_CONTROL_BYTES = 16 * 1024
+#: The framing layer's frame and message limit until ``auth`` names the slots: room for a control message that
+#: is too long (answered ``protocol_error`` by :func:`decode_message`), nothing near a data chunk.
+PRE_AUTH_FRAME_LIMIT = 2 * MAX_CONTROL_BYTES
 
-#: Control message types and the fields each must carry (with their JSON types).
+#: Control message types and the fields each must carry (with their JSON types; ``int`` excludes booleans).
 CLIENT_MESSAGES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "auth": {"token": str},
-    "announce": {"ref": str, "slot": str, "name": str, "mime": str, "size": object},
+    "announce": {"ref": str, "slot": str, "name": str, "mime": str, "size": int},
     "cancel": {"entry": int},
     "resume": {"entry": int},
+}
+#: Fields a client message may carry; when present they must have this type.
+CLIENT_OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "announce": {"relative_path": str},
+}
+#: The code for a missing or mistyped field, where it is not ``protocol_error``: a client that sends no usable
+#: token is told its token is the problem (close 4001), as for any other token the verifier refuses.
+FIELD_ERRORS: dict[tuple[str, str], ErrorCode] = {
+    ("auth", "token"): ErrorCode.INVALID_TOKEN,
 }
 SERVER_MESSAGES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "welcome": {"protocol": int, "session": str, "slots": dict, "entries": list, "max_parallel": int,
@@ -32,6 +44,7 @@ SERVER_MESSAGES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ack": {"entry": int, "offset": int},
     "complete": {"entry": int, "size": int, "sha256": str},
     "cancelled": {"entry": int},
+    "moved": {"entry": int, "ref": str},
     "error": {"code": str, "message": str},
 }
 
@@ -59,8 +72,22 @@ def encode_message(message_type: str, **fields: Any) -> str:
     return json.dumps({"type": message_type, **fields}, separators=(",", ":"))
 
 
-def decode_message(text: str | bytes, schema: dict[str, dict[str, type | tuple[type, ...]]]) -> dict[str, Any]:
-    """Parse and check one control message against ``schema`` (one of the two tables above)."""
+def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    return isinstance(value, expected) and not (isinstance(value, bool) and bool not in _types(expected))
+
+
+def _types(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def decode_message(text: str | bytes, schema: dict[str, dict[str, type | tuple[type, ...]]],
+                   optional: dict[str, dict[str, type | tuple[type, ...]]] | None = None) -> dict[str, Any]:
+    """Parse and check one control message against ``schema`` (one of the two tables above).
+
+    Every required field must be present with its type, and every ``optional`` field that is present too; anything
+    else raises ``protocol_error`` (or the field's code in :data:`FIELD_ERRORS`) naming the field, so no handler
+    ever sees a message it would have to second-guess.
+    """
     if len(text) > MAX_CONTROL_BYTES:
         raise UploadError(ErrorCode.PROTOCOL_ERROR, "control message too long")
     try:
@@ -72,8 +99,23 @@ def decode_message(text: str | bytes, schema: dict[str, dict[str, type | tuple[t
     required = schema.get(message["type"])
     if required is None:
         raise UploadError(ErrorCode.PROTOCOL_ERROR, f"unknown message type {message['type']!r}")
+    message_type = message["type"]
     for name, expected in required.items():
-        value = message.get(name)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise UploadError(ErrorCode.PROTOCOL_ERROR, f"{message['type']}: field {name!r} is missing or invalid")
+        if name not in message:
+            raise UploadError(FIELD_ERRORS.get((message_type, name), ErrorCode.PROTOCOL_ERROR),
+                              f"{message_type}: field {name!r} is missing")
+        if not _has_type(message[name], expected):
+            raise UploadError(FIELD_ERRORS.get((message_type, name), ErrorCode.PROTOCOL_ERROR),
+                              f"{message_type}: field {name!r} must be {_type_name(expected)}")
+    for name, expected in (optional or {}).get(message_type, {}).items():
+        if name in message and not _has_type(message[name], expected):
+            raise UploadError(ErrorCode.PROTOCOL_ERROR, f"{message_type}: field {name!r} must be {_type_name(expected)}")
     return message
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "an array", bool: "a boolean",
+               float: "a number"}
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    return " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in _types(expected))

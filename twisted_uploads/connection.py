@@ -15,11 +15,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import PROTOCOL_VERSION
-from .codec import CLIENT_MESSAGES, HEADER_SIZE, MAX_CONTROL_BYTES, decode_chunk, decode_message, encode_message
+from .codec import (CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS, HEADER_SIZE, PRE_AUTH_FRAME_LIMIT, decode_chunk,
+                    decode_message, encode_message)
 from .entries import Entry, EntryStatus
 from .errors import CLOSE_CODES, ErrorCode, UploadError
 from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
-from .tokens import TokenVerifier
+from .tokens import Handshake, TokenVerifier
 
 log = Logger()
 
@@ -75,9 +76,12 @@ class UploadConnection:
     """One client connection: authentication, announces, chunks, acks, cancel and resume."""
 
     def __init__(self, registry: UploadRegistry, verifier: TokenVerifier, clock: IReactorTime,
-                 transport: Transport, limits: ConnectionLimits | None = None) -> None:
+                 transport: Transport, limits: ConnectionLimits | None = None,
+                 handshake: Handshake | None = None) -> None:
         self.registry = registry
         self.verifier = verifier
+        #: What the WebSocket handshake said (Origin, cookies…); the verifier sees it with the token.
+        self.handshake = handshake or Handshake()
         self.clock = clock
         self.transport = transport
         self.limits = limits or ConnectionLimits()
@@ -105,7 +109,7 @@ class UploadConnection:
         if self.state is ConnectionState.CLOSED:
             return
         try:
-            message = decode_message(text, CLIENT_MESSAGES)
+            message = decode_message(text, CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS)
             if self.state is ConnectionState.AWAITING_AUTH:
                 if message["type"] != "auth":
                     raise UploadError(ErrorCode.PROTOCOL_ERROR, "the first message must be auth")
@@ -159,7 +163,11 @@ class UploadConnection:
         self._acks.pop(entry.entry_id, None)
         if self.state is not ConnectionState.OPEN:
             return
-        if entry.status is EntryStatus.CANCELLED:
+        if entry.owner is not self and not entry.status.finished:
+            # Another connection of the session resumed it: its frames from here are dropped (binary_received
+            # checks the owner), so tell the client to stop sending rather than let it wait for acks.
+            self._send("moved", entry=entry.entry_id, ref=entry.ref)
+        elif entry.status is EntryStatus.CANCELLED:
             self._send("cancelled", entry=entry.entry_id, ref=entry.ref)
         elif entry.status is EntryStatus.ERROR:
             self._send_entry_error(entry)
@@ -167,24 +175,29 @@ class UploadConnection:
     # -- control messages ------------------------------------------------------------------------------------
 
     def _authenticate(self, token: str) -> None:
-        grant = self.verifier(token)
+        grant = self.verifier(token, self.handshake)
         self._stop_auth_timer()
         self.session = self.registry.open_session(grant.session, grant.slots)
         self.registry.attach(self.session)
         self.state = ConnectionState.OPEN
+        max_frame = self._frame_limit(self.session)
         limit_frames = getattr(self.transport, "limit_frames", None)
         if limit_frames is not None:
-            # From now on nothing larger than the largest chunk this session may send (plus header) is even read;
-            # paused entries keep the chunk size of the token they were announced under.
-            chunk_sizes = [slot.chunk_size for slot in self.session.slots.values()]
-            chunk_sizes += [e.slot.chunk_size for e in self.session.entries.values() if not e.status.finished]
-            largest = max(chunk_sizes, default=0) + HEADER_SIZE
-            limit_frames(min(self.limits.max_frame, max(largest, MAX_CONTROL_BYTES)))
+            limit_frames(max_frame)
         slots = {name: {**slot.to_dict(), "window": self._window(slot.chunk_size)}
                  for name, slot in self.session.slots.items()}
         self._send("welcome", protocol=PROTOCOL_VERSION, session=grant.session, slots=slots,
                    entries=[entry.info().to_dict() for entry in self.session.entries.values()],
-                   max_parallel=self.limits.max_parallel, max_frame=self.limits.max_frame)
+                   max_parallel=self.limits.max_parallel, max_frame=max_frame)
+
+    def _frame_limit(self, session: UploadSession) -> int:
+        """The largest frame this connection reads from now on: the largest chunk the session may send plus the
+        header (paused entries keep the chunk size of the token they were announced under), never below what a
+        control message may need, never above the server's ``max_frame``. ``welcome`` states this number."""
+        chunk_sizes = [slot.chunk_size for slot in session.slots.values()]
+        chunk_sizes += [e.slot.chunk_size for e in session.entries.values() if not e.status.finished]
+        largest = max(chunk_sizes, default=0) + HEADER_SIZE
+        return min(self.limits.max_frame, max(largest, PRE_AUTH_FRAME_LIMIT))
 
     def _on_auth(self, message: dict[str, Any]) -> None:
         raise UploadError(ErrorCode.PROTOCOL_ERROR, "already authenticated")
@@ -200,7 +213,7 @@ class UploadConnection:
                 raise UploadError(ErrorCode.SERVER_BUSY,
                                   f"at most {self.limits.max_parallel} uploads at once per connection")
             entry = self.registry.announce(session, self, ref, message["slot"], message["name"], message["mime"],
-                                           message["size"])
+                                           message["size"], relative_path=message.get("relative_path"))
         except UploadError as error:
             self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)
             return

@@ -1,8 +1,11 @@
 """Upload tokens: what a page is allowed to upload, signed by the application.
 
 The server trusts only slot configs that arrive inside a verified token, so a client can never raise its own
-limits. Verification is injected (any ``Callable[[str], TokenGrant]``): the Django shim passes one built on
-``django.core.signing``; standalone servers use :class:`HMACTokenVerifier` with a shared secret.
+limits. Verification is injected (any ``Callable[[str, Handshake], TokenGrant]``): it sees the token and the
+WebSocket handshake it arrived on, so a verifier can bind a token to something only the legitimate browser has (the
+Django shim's verifier, built on ``django.core.signing``, requires the session cookie of the page the token was
+minted for). Standalone servers use :class:`HMACTokenVerifier` with a shared secret: its tokens are bearer tokens by
+design, valid for whoever holds them until they expire.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .errors import ErrorCode, UploadError
@@ -30,8 +35,49 @@ class TokenGrant:
     expires_at: float
 
 
-#: The verifier seam: turn a token into a grant or raise ``UploadError(invalid_token)``.
-TokenVerifier = Callable[[str], TokenGrant]
+@dataclass(frozen=True)
+class Handshake:
+    """What the WebSocket handshake said about the client, for verifiers that bind a token to more than itself.
+
+    ``origin`` is the ``Origin`` header (None for non-browser clients), ``host`` the ``Host`` header, ``cookies``
+    the request's cookies by name, ``peer`` the remote address (``"tcp4:127.0.0.1:53122"``) and ``secure`` whether
+    the socket is TLS. The default is an empty handshake: what a client without a browser presents.
+    """
+
+    origin: str | None = None
+    host: str = ""
+    cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    peer: str = ""
+    secure: bool = False
+
+
+def parse_cookie_header(header: str | None) -> Mapping[str, str]:
+    """The cookies of a ``Cookie`` request header, by name; malformed pairs are skipped, not fatal.
+
+    Each ``name=value`` pair is parsed on its own (``SimpleCookie`` gives up on the whole header at the first pair
+    it dislikes, and browsers send values it dislikes). A name sent twice keeps its last value, as Django does, so
+    the verifier sees the session Django saw.
+    """
+    cookies: dict[str, str] = {}
+    for pair in (header or "").split(";"):
+        name, sep, value = pair.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            parsed = SimpleCookie()
+            try:
+                parsed.load(f"{name}={value}")
+            except CookieError:
+                continue
+            morsel = parsed.get(name)
+            value = morsel.value if morsel is not None else value
+        cookies[name] = value
+    return MappingProxyType(cookies)
+
+
+#: The verifier seam: turn a token presented on a handshake into a grant, or raise ``UploadError(invalid_token)``.
+TokenVerifier = Callable[[str, Handshake], TokenGrant]
 
 
 def _b64encode(data: bytes) -> str:
@@ -78,13 +124,17 @@ def grant_from_payload(payload: Mapping[str, Any], now: float) -> TokenGrant:
 
 
 class HMACTokenVerifier:
-    """Verifies tokens made by :func:`make_token` with the same secret."""
+    """Verifies tokens made by :func:`make_token` with the same secret.
+
+    The handshake is ignored: a standalone token is a bearer token, and whoever holds it may use it until it
+    expires. Keep its ``ttl`` short and send it only over TLS to the pages and clients meant to have it.
+    """
 
     def __init__(self, secret: str | bytes, clock: Callable[[], float] = time.time) -> None:
         self._secret = _secret_bytes(secret)
         self._clock = clock
 
-    def __call__(self, token: str) -> TokenGrant:
+    def __call__(self, token: str, handshake: Handshake | None = None) -> TokenGrant:
         if not isinstance(token, str) or not token.isascii() or token.count(".") != 1:
             raise UploadError(ErrorCode.INVALID_TOKEN, "missing or malformed upload token")
         payload_part, signature = token.split(".")

@@ -1,7 +1,8 @@
 """The Autobahn adapter: translates between a WebSocket and :class:`~twisted_uploads.connection.UploadConnection`.
 
-It checks ``Origin`` at the handshake, sets Autobahn's frame and message limits, and does nothing else: every
-protocol rule lives in the sans-IO state machine.
+It checks ``Origin`` before the upgrade, hands the handshake (Origin, Host, cookies, peer, TLS) to the connection
+for the token verifier, sets Autobahn's frame and message limits, and does nothing else: every protocol rule lives
+in the sans-IO state machine.
 """
 
 from __future__ import annotations
@@ -12,45 +13,120 @@ from urllib.parse import urlsplit
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
+from twisted.web.server import Request
 
 from . import SUBPROTOCOL
-from .codec import MAX_CONTROL_BYTES
+from .codec import PRE_AUTH_FRAME_LIMIT
 from .connection import UploadConnection
 from .errors import ErrorCode
+from .tokens import Handshake, parse_cookie_header
 
 if TYPE_CHECKING:
     from .service import UploadServer
 
 log = Logger()
 
+#: What the ``Server:`` header of the handshake response says (Autobahn's default names its version).
+SERVER_HEADER = "twisted-uploads"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
-def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
-    """Whether a browser page at ``origin`` may connect.
 
-    ``allowed`` holds origins (``https://example.com``, ``http://localhost:8000``), host names matched on any
-    scheme and port (``example.com``), ``*.example.com`` wildcards or ``*``. With nothing configured, only
-    same-origin pages (origin host:port equals the request's ``Host``) may connect.
+def parse_origin(origin: str | None) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of a serialised origin, or None when it is not one.
+
+    An ``Origin`` header is ``scheme://host[:port]`` and nothing else: ``null`` (sandboxed frames, ``file:``
+    pages), ``*``, an empty value, one with a path, credentials or a bad port are not origins. The host is lowered
+    and an IPv6 literal loses its brackets; a missing port becomes the scheme's default.
     """
-    parts = urlsplit(origin)
-    if not parts.scheme or not parts.hostname:
+    if not origin or origin != origin.strip() or "://" not in origin:
+        return None
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if not scheme or not host or parts.path or parts.query or parts.fragment or "@" in parts.netloc \
+            or "#" in origin or "?" in origin:
+        return None
+    return scheme, host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def _host_and_port(authority: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a ``Host`` header or a bare pattern) split, brackets of an IPv6 literal removed."""
+    authority = authority.strip().lower()
+    if not authority or any(c in authority for c in "/?#@ "):
+        return None
+    if authority.count(":") > 1 and not authority.startswith("["):
+        return authority, None  # an IPv6 literal written without brackets: no port possible
+    try:
+        parts = urlsplit("//" + authority)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host:
+        return None
+    return host, port
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    """``example.com`` exactly, ``.example.com`` / ``*.example.com`` that domain and its subdomains."""
+    if pattern.startswith("*."):
+        pattern = pattern[1:]
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return host == pattern
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str], *, host: str, secure: bool) -> bool:
+    """Whether a browser page at ``origin`` may open the upload socket reached at ``host`` (over TLS if ``secure``).
+
+    The page's scheme is the socket's: ``http`` for ``ws://``, ``https`` for ``wss://``. ``allowed`` holds
+
+    * full origins ``scheme://host[:port]``: scheme, host and port must all be equal (``https://example.com`` is
+      port 443); the host may be a ``*.example.com`` / ``.example.com`` pattern;
+    * bare host patterns (``example.com``, ``.example.com``, ``[::1]``, Django's ``ALLOWED_HOSTS`` syntax),
+      optionally with a port (``localhost:8000``): the host must match, the scheme must be the page's, and the
+      port the one given — or, without one, the port the socket itself was reached on (the page and the socket
+      share a port, as under ``twistd``);
+    * ``*``: any well-formed origin (the check is off).
+
+    With nothing configured only the same origin may connect: the socket's own scheme, host and port. A value that
+    is not an origin (``null``, empty, ``*``, garbage) never passes.
+    """
+    parsed = parse_origin(origin)
+    own = _host_and_port(host)
+    if parsed is None:
         return False
-    allowed = [a.strip().lower() for a in allowed if a.strip()]
-    if not allowed:
-        return parts.netloc.lower() == host.lower()
-    hostname = parts.hostname.lower()
-    for pattern in allowed:
-        if pattern == "*" or pattern == origin.lower().rstrip("/"):
+    scheme, origin_host, origin_port = parsed
+    page_scheme = "https" if secure else "http"
+    own_port = None if own is None else (own[1] if own[1] is not None else _DEFAULT_PORTS[page_scheme])
+    patterns = [p.strip().lower() for p in allowed if p and p.strip()]
+    if not patterns:
+        return own is not None and (scheme, origin_host, origin_port) == (page_scheme, own[0], own_port)
+    for pattern in patterns:
+        if pattern == "*":
             return True
         if "://" in pattern:
+            wanted = _origin_pattern(pattern)
+            if wanted is not None and wanted[0] == scheme and wanted[2] == origin_port \
+                    and _host_matches(origin_host, wanted[1]):
+                return True
             continue
-        if pattern.startswith("*.") and (hostname.endswith(pattern[1:]) or hostname == pattern[2:]):
-            return True
-        if pattern.startswith(".") and (hostname.endswith(pattern) or hostname == pattern[1:]):
-            return True
-        if hostname == pattern:
+        bare = _host_and_port(pattern)
+        if bare is None or scheme != page_scheme or not _host_matches(origin_host, bare[0]):
+            continue
+        if origin_port == (bare[1] if bare[1] is not None else own_port):
             return True
     return False
+
+
+def _origin_pattern(pattern: str) -> tuple[str, str, int | None] | None:
+    """A configured full origin; its host may start with ``*.`` (which ``urlsplit`` keeps as it is)."""
+    return parse_origin(pattern.rstrip("/"))
 
 
 #: Seconds a peer gets to answer our close frame before the TCP connection is dropped.
@@ -82,26 +158,39 @@ class _SocketTransport:
             transport.abortConnection()
 
 
+def _is_tls(transport: Any) -> bool:
+    return ISSLTransport(transport, None) is not None
+
+
 class UploadServerProtocol(WebSocketServerProtocol):
     """One upload WebSocket."""
 
     factory: "UploadWebSocketFactory"
     upload: UploadConnection | None = None
+    handshake: Handshake | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
-        origin = request.headers.get("origin")
-        allowed = self.factory.server.allowed_origins
-        if origin is not None and not origin_allowed(origin, request.headers.get("host", ""), allowed):
+        headers = request.headers
+        secure = _is_tls(self.transport)
+        origin = headers.get("origin")
+        allowed = self.factory.upload_server.allowed_origins
+        # The resource refused bad origins before the upgrade already; this covers a factory listened on directly.
+        if origin is not None and not origin_allowed(origin, allowed, host=headers.get("host", ""), secure=secure):
             log.info("Refused upload WebSocket from origin {origin}", origin=origin)
-            raise ConnectionDeny(403, f"{ErrorCode.FORBIDDEN_ORIGIN.value}: origin {origin} is not allowed")
+            raise ConnectionDeny(403, f"{ErrorCode.FORBIDDEN_ORIGIN.value}: origin not allowed")
+        self.handshake = Handshake(origin=origin, host=headers.get("host", ""),
+                                   cookies=parse_cookie_header(headers.get("cookie")), peer=str(request.peer),
+                                   secure=secure)
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
     def onOpen(self) -> None:
-        server = self.factory.server
-        # Until the token names the slots, only control messages (at most 16 KiB) may arrive.
-        self.maxFramePayloadSize = self.maxMessagePayloadSize = MAX_CONTROL_BYTES
+        server = self.factory.upload_server
+        # Until the token names the slots, only control messages may arrive: a text frame over 16 KiB but within
+        # this limit is answered protocol_error by the state machine; anything larger Autobahn refuses (1009).
+        self.maxFramePayloadSize = self.maxMessagePayloadSize = min(PRE_AUTH_FRAME_LIMIT, server.limits.max_frame)
         transport = _SocketTransport(self, server.clock)
-        self.upload = UploadConnection(server.registry, server.verifier, server.clock, transport, server.limits)
+        self.upload = UploadConnection(server.registry, server.verifier, server.clock, transport, server.limits,
+                                       handshake=self.handshake)
         self.upload.connection_made()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -125,8 +214,10 @@ class UploadWebSocketFactory(WebSocketServerFactory):
     protocol = UploadServerProtocol
 
     def __init__(self, server: "UploadServer", **kwargs: Any) -> None:
+        # Autobahn's factory keeps the Server header string in ``self.server``; ours is ``upload_server``.
+        kwargs.setdefault("server", SERVER_HEADER)
         super().__init__(**kwargs)
-        self.server = server
+        self.upload_server = server
         self.setProtocolOptions(
             maxFramePayloadSize=server.limits.max_frame,
             maxMessagePayloadSize=server.limits.max_frame,
@@ -141,6 +232,28 @@ class UploadWebSocketFactory(WebSocketServerFactory):
         )
 
 
+class UploadWebSocketResource(WebSocketResource):
+    """The upgrade, after an ``Origin`` check answered by ``twisted.web``: a page that may not upload gets HTTP 403
+    ``forbidden_origin`` whatever its ``Origin`` looks like (Autobahn itself would answer a malformed one 400)."""
+
+    def __init__(self, factory: UploadWebSocketFactory) -> None:
+        super().__init__(factory)
+        self._upload_server = factory.upload_server
+
+    def render(self, request: Request) -> Any:
+        origins = request.requestHeaders.getRawHeaders(b"origin")
+        if origins is not None:
+            host = (request.getHeader(b"host") or b"").decode("latin-1")
+            origin = origins[0].decode("latin-1") if len(origins) == 1 else None
+            if not origin_allowed(origin, self._upload_server.allowed_origins, host=host,
+                                  secure=request.isSecure()):
+                log.info("Refused upload WebSocket from origin {origin}", origin=origins)
+                request.setResponseCode(403, b"Forbidden")
+                request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+                return f"{ErrorCode.FORBIDDEN_ORIGIN.value}: this page's origin may not upload here\n".encode()
+        return super().render(request)
+
+
 def make_resource(server: "UploadServer") -> WebSocketResource:
     """A ``twisted.web`` resource serving the upload WebSocket, to mount anywhere in a ``Site``."""
-    return WebSocketResource(UploadWebSocketFactory(server))
+    return UploadWebSocketResource(UploadWebSocketFactory(server))

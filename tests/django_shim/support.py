@@ -10,9 +10,9 @@ import functools
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from django.test import Client
 from twisted.internet import reactor
@@ -24,8 +24,11 @@ from twisted.trial import unittest
 from django_shim import bridge
 from django_shim.conf import uploads_settings
 from django_shim.tokens import DjangoTokenVerifier
+from twisted_uploads import SUBPROTOCOL
 from twisted_uploads.client import FileUpload, UploadClient
+from twisted_uploads.client import uploader as _uploader
 from twisted_uploads.service import UploadServer
+from twisted_uploads.tokens import Handshake
 
 _VIEW = re.compile(r'data-dj-view="([^"]+)"')
 _UPLOADS = re.compile(r'data-dj-uploads="([^"]+)"')
@@ -38,6 +41,18 @@ class Page:
 
     path: str
     html: str
+    #: The browser's cookies when the page was rendered (its Django session cookie among them).
+    cookies: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cookie_headers(self) -> dict[str, str]:
+        """The ``Cookie`` header the browser sends with the upload socket's handshake."""
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}
+
+    @property
+    def handshake(self) -> Handshake:
+        """The handshake the browser that rendered this page opens the upload socket with."""
+        return Handshake(cookies=dict(self.cookies))
 
     @property
     def view_id(self) -> str:
@@ -77,13 +92,17 @@ class Browser:
     def open(self, path: str) -> Page:
         response = self.client.get(path)
         assert response.status_code == 200, (response.status_code, response.content[:500])
-        return Page(path, response.content.decode())
+        return Page(path, response.content.decode(), self.cookies())
+
+    def cookies(self) -> dict[str, str]:
+        """The cookie jar by name (what the browser sends with the upload socket's handshake too)."""
+        return {name: morsel.value for name, morsel in self.client.cookies.items()}
 
     def event(self, page: Page, event_name: str, /, **fields: Any) -> Page:
         """What the browser client does for dj-submit / dj-click: POST, get the root element back."""
         response = self.post(page, event_name, {"X-DJ-Request": "1"}, **fields)
         assert response.status_code == 200, (response.status_code, response.content[:2000])
-        return Page(page.path, response.content.decode())
+        return Page(page.path, response.content.decode(), self.cookies())
 
     def post(self, page: Page, event_name: str | None, headers: dict[str, str] | None = None, /,
              **fields: Any) -> Any:
@@ -112,6 +131,27 @@ def django_thread(test: Callable[..., Any]) -> Callable[..., Deferred]:
     return run
 
 
+class CookieUploadClient(UploadClient):
+    """The Python upload client, sending ``cookies`` with its handshake as the browser does.
+
+    The client has no option for request headers yet, so this test double builds its factory the way
+    ``UploadClient._connect`` does, plus a ``Cookie`` header.
+    """
+
+    def __init__(self, url: str, token: str, *, cookies: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(url, token, **kwargs)
+        self.cookie_header = "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+    def _connect(self) -> None:
+        headers = {"Cookie": self.cookie_header} if self.cookie_header else None
+        factory = _uploader._ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin,
+                                           headers=headers)
+        factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=_uploader.MAX_FRAME,
+                                   maxMessagePayloadSize=_uploader.MAX_FRAME, openHandshakeTimeout=0,
+                                   closeHandshakeTimeout=0)
+        _uploader.connectWS(factory)
+
+
 class ShimServerTestCase(unittest.TestCase):
     """An UploadServer with the Django token verifier on 127.0.0.1:0, installed as the bridge's server."""
 
@@ -120,7 +160,9 @@ class ShimServerTestCase(unittest.TestCase):
         self.upload_dir = Path(self.mktemp())
         # The server's timers (TTLs, chunk and close timeouts) run on a Clock the test advances, not on the reactor.
         self.clock = Clock()
-        self.server = UploadServer(str(self.upload_dir), DjangoTokenVerifier(config.secret, config.fallback_secrets),
+        self.server = UploadServer(str(self.upload_dir),
+                                   DjangoTokenVerifier(config.secret, config.fallback_secrets,
+                                                       session_cookie=config.session_cookie),
                                    clock=self.clock, resume_grace=60, complete_ttl=600)
         self.port = reactor.listenTCP(0, self.server.standalone_site(), interface="127.0.0.1")
         self.ws_url = f"ws://127.0.0.1:{self.port.getHost().port}/uploads/ws"
@@ -137,9 +179,12 @@ class ShimServerTestCase(unittest.TestCase):
         return path
 
     @inlineCallbacks
-    def upload(self, page: Page, slot: str, *files: tuple[str, bytes], token: str | None = None) -> Any:
-        """Upload ``(name, content)`` files with the page's token, like the browser client would."""
-        client = UploadClient(self.ws_url, token or page.token)
+    def upload(self, page: Page, slot: str, *files: tuple[str, bytes], token: str | None = None,
+               cookies: Mapping[str, str] | None = None) -> Any:
+        """Upload ``(name, content)`` files with the page's token and the browser's cookies, like the browser
+        client would (``cookies`` replaces the page's: another browser, or none)."""
+        client = CookieUploadClient(self.ws_url, token or page.token,
+                                    cookies=page.cookies if cookies is None else cookies)
         uploads = [FileUpload.from_path(self.make_file(name, content), slot) for name, content in files]
         results = yield client.upload(uploads)
         return results

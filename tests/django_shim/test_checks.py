@@ -76,3 +76,27 @@ class CheckTests(unittest.TestCase):
         finders.get_finder.cache_clear()
         self.addCleanup(finders.get_finder.cache_clear)
         self.assertEqual(ids(), ["twisted_uploads.W001"])
+
+    @override_settings(SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies")
+    def test_the_signed_cookies_session_engine_is_an_error(self):
+        self.assertEqual(ids(), ["twisted_uploads.E008"])
+
+    @override_settings(SESSION_ENGINE="django.contrib.sessions.backends.cache")
+    def test_a_server_side_session_engine_is_fine(self):
+        self.assertEqual(ids(), [])
+
+    @override_settings(SESSION_COOKIE_PATH="/app/")
+    def test_a_session_cookie_path_that_misses_the_socket_is_an_error(self):
+        self.assertEqual(ids(), ["twisted_uploads.E009"])
+
+    @override_settings(SESSION_COOKIE_PATH="/app/", UPLOADS_WS_URL="/app/uploads/ws")
+    def test_a_session_cookie_path_that_covers_the_socket_is_fine(self):
+        self.assertEqual(ids(), [])
+
+    @override_settings(ALLOWED_HOSTS=["*"])
+    def test_allowed_hosts_star_is_a_warning_that_the_origin_check_is_off(self):
+        self.assertEqual(ids(), ["twisted_uploads.W002"])
+
+    @override_settings(UPLOADS_ALLOWED_ORIGINS=["*"])
+    def test_explicit_star_origin_is_a_warning(self):
+        self.assertEqual(ids(), ["twisted_uploads.W002"])

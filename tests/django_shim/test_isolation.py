@@ -50,8 +50,70 @@ class SessionIsolationTests(ShimServerTestCase):
         first = yield in_thread(browser.open, "/files/")
         second = yield in_thread(browser.open, "/files/")
         self.assertNotEqual(first.view_id, second.view_id)
-        grants = [self.server.verifier(page.token) for page in (first, second)]
+        grants = [self.server.verifier(page.token, page.handshake) for page in (first, second)]
         self.assertNotEqual(grants[0].session, grants[1].session)
+
+
+class SessionBindingTests(ShimServerTestCase):
+    """A page's token opens the upload socket only together with the session cookie of the browser it was
+    rendered for: a token copied out of the page is not a key (docs/protocol.md §3)."""
+
+    @inlineCallbacks
+    def assertRefusedOverTheSocket(self, page, headers):  # type: ignore[no-untyped-def]
+        client = yield RawClient.connect(self.ws_url, headers=headers)
+        self.addCleanup(client.abort)
+        client.send_json(type="auth", token=page.token)
+        error = yield client.next("error")
+        yield client.closed
+        self.assertEqual((error["code"], client.close_code), ("invalid_token", 4001))
+        return error
+
+    @inlineCallbacks
+    def test_a_copied_token_without_the_session_cookie_is_refused(self):
+        page = yield in_thread(Browser().open, "/files/")
+        error = yield self.assertRefusedOverTheSocket(page, None)
+        self.assertIn("session cookie", error["message"])
+
+    @inlineCallbacks
+    def test_a_copied_token_with_another_browsers_session_cookie_is_refused(self):
+        page = yield in_thread(Browser().open, "/files/")
+        thief = yield in_thread(Browser().open, "/files/")
+        self.assertNotEqual(page.cookies["sessionid"], thief.cookies["sessionid"])
+        error = yield self.assertRefusedOverTheSocket(page, thief.cookie_headers)
+        self.assertIn("another browser session", error["message"])
+
+    @inlineCallbacks
+    def test_the_token_with_its_session_cookie_is_welcomed(self):
+        page = yield in_thread(Browser().open, "/files/")
+        client = yield RawClient.connect(self.ws_url, headers=page.cookie_headers)
+        self.addCleanup(client.abort)
+        client.send_json(type="auth", token=page.token)
+        welcome = yield client.next("welcome")
+        self.assertEqual(sorted(welcome["slots"]), sorted(page.uploads["slots"]))
+
+    @inlineCallbacks
+    def test_a_copied_token_cannot_list_or_take_over_the_owners_entries(self):
+        page = yield in_thread(Browser().open, "/files/")
+        owner = yield RawClient.connect(self.ws_url, headers=page.cookie_headers)
+        self.addCleanup(owner.abort)
+        owner.send_json(type="auth", token=page.token)
+        yield owner.next("welcome")
+        accepted = yield owner.announce("mine.bin", 10_000, slot="files")
+        owner.send_chunk(accepted["entry"], 0, b"m" * 1000)
+        yield self.assertRefusedOverTheSocket(page, {"Cookie": "sessionid=guessed"})
+        owner.send_chunk(accepted["entry"], 1000, b"m" * 9000)
+        complete = yield owner.next("complete")
+        self.assertEqual(complete["size"], 10_000)
+
+    @inlineCallbacks
+    def test_a_fresh_session_is_saved_before_its_first_token_is_minted(self):
+        # A first visit has no session key until the session is saved; the token must be bound to the key the
+        # browser then receives, or the page's own socket would be refused.
+        browser = Browser()
+        self.assertEqual(browser.cookies(), {})
+        page = yield in_thread(browser.open, "/files/")
+        grant = self.server.verifier(page.token, page.handshake)
+        self.assertTrue(grant.session)
 
 
 class TokenTests(ShimServerTestCase):
@@ -109,7 +171,7 @@ class CancelAndListTests(ShimServerTestCase):
     def test_cancel_upload_stops_an_upload_in_progress_and_tells_its_client(self):
         browser = Browser()
         page = yield in_thread(browser.open, "/files/")
-        client = yield RawClient.connect(self.ws_url)
+        client = yield RawClient.connect(self.ws_url, headers=page.cookie_headers)
         self.addCleanup(client.abort)
         client.send_json(type="auth", token=page.token)
         yield client.next("welcome")
@@ -130,7 +192,7 @@ class CancelAndListTests(ShimServerTestCase):
     def test_get_uploads_lists_in_progress_entries_and_consume_leaves_them(self):
         browser = Browser()
         page = yield in_thread(browser.open, "/files/")
-        client = yield RawClient.connect(self.ws_url)
+        client = yield RawClient.connect(self.ws_url, headers=page.cookie_headers)
         self.addCleanup(client.abort)
         client.send_json(type="auth", token=page.token)
         yield client.next("welcome")

@@ -26,7 +26,8 @@ class NavigationTests(ShimServerTestCase):
 
         back = yield in_thread(wander)
         self.assertEqual(back.view_id, page.view_id, "the stored instance is rendered again")
-        self.assertEqual(self.server.verifier(back.token).session, self.server.verifier(page.token).session)
+        self.assertEqual(self.server.verifier(back.token, back.handshake).session,
+                         self.server.verifier(page.token, page.handshake).session)
         after = yield in_thread(browser.event, back, "save")
         self.assertIn("<li>kept.png</li>", after.html)
         self.assertEqual(self.entries(), [])

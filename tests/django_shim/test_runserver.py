@@ -17,10 +17,10 @@ from pathlib import Path
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
-from twisted_uploads.client import FileUpload, UploadClient
+from twisted_uploads.client import FileUpload
 
 from .files import png_bytes
-from .support import in_thread
+from .support import CookieUploadClient, in_thread
 from .test_twistd import HttpBrowser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,9 @@ class RunserverTests(unittest.TestCase):
             "from demo.settings import *  # noqa: F401,F403\n"
             f"MEDIA_ROOT = {str(self.workdir / 'media')!r}\n"
             f"UPLOADS_DIR = {str(self.workdir / 'uploads')!r}\n"
-            "SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'\n"
+            # A server-side engine the token can be bound to (signed_cookies cannot: check E008), without a database.
+            "SESSION_ENGINE = 'django.contrib.sessions.backends.file'\n"
+            f"SESSION_FILE_PATH = {str(self.workdir)!r}\n"
             f"UPLOADS_STANDALONE_LISTEN = 'tcp:{self.ws_port}:interface=127.0.0.1'\n")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.workdir), str(REPO)]),
                "DJANGO_SETTINGS_MODULE": "runserver_settings"}
@@ -93,7 +95,9 @@ class RunserverTests(unittest.TestCase):
 
         source = Path(self.mktemp())
         source.write_bytes(png_bytes(pad_to=5000))
-        client = UploadClient(config["url"], config["token"], origin=f"http://127.0.0.1:{self.page_port}")
+        # The browser sends its session cookie to the listener's port too: cookies are not port-scoped.
+        client = CookieUploadClient(config["url"], config["token"], origin=f"http://127.0.0.1:{self.page_port}",
+                                    cookies=browser.cookies())
         [result] = yield client.upload([FileUpload.from_path(source, "avatar", name="rs.png")])
         self.assertTrue(result.ok, result)
 

@@ -20,12 +20,12 @@ from twisted.trial import unittest
 from django_shim import bridge
 from django_shim.twistd import make_django_site
 from tests.e2e.support import RawClient
-from twisted_uploads.client import FileUpload, UploadClient
+from twisted_uploads.client import FileUpload
 from twisted_uploads.service import UploadServer
 from twisted_uploads.tokens import HMACTokenVerifier
 
 from .files import png_bytes
-from .support import in_thread
+from .support import CookieUploadClient, in_thread
 
 
 class HttpBrowser:
@@ -33,7 +33,12 @@ class HttpBrowser:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookies(self) -> dict[str, str]:
+        """The cookies a browser would send to this host (with the upload socket's handshake too)."""
+        return {cookie.name: cookie.value or "" for cookie in self.jar}
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -82,7 +87,8 @@ class OnePortSiteTests(unittest.TestCase):
 
         source = Path(self.mktemp())
         source.write_bytes(png_bytes(pad_to=30_000))
-        client = UploadClient(f"ws://127.0.0.1:{self.port.getHost().port}{config['url']}", config["token"])
+        client = CookieUploadClient(f"ws://127.0.0.1:{self.port.getHost().port}{config['url']}", config["token"],
+                                    cookies=browser.cookies())
         [result] = yield client.upload([FileUpload.from_path(source, "avatar", name="face.png")])
         self.assertTrue(result.ok, result)
 
@@ -117,6 +123,9 @@ class OnePortSiteTests(unittest.TestCase):
     @inlineCallbacks
     def test_a_foreign_origin_cannot_open_the_websocket(self):
         url = f"ws://127.0.0.1:{self.port.getHost().port}/uploads/ws"
-        yield self.assertFailure(RawClient.connect(url, origin="http://evil.example"), ConnectionError)
-        client = yield RawClient.connect(url, origin="http://localhost:1234")
-        yield client.abort()
+        port = self.port.getHost().port
+        for foreign in ("http://evil.example", f"http://localhost:{port + 1}", f"https://127.0.0.1:{port}"):
+            yield self.assertFailure(RawClient.connect(url, origin=foreign), ConnectionError)
+        for same_site in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+            client = yield RawClient.connect(url, origin=same_site)
+            yield client.abort()

@@ -101,9 +101,10 @@ class RawClient:
         self.closed: Deferred = Deferred()
 
     @classmethod
-    def connect(cls, url: str, origin: str | None = None, max_frame: int = 16 << 20) -> Deferred:
+    def connect(cls, url: str, origin: str | None = None, max_frame: int = 16 << 20,
+                headers: dict[str, str] | None = None) -> Deferred:
         client = cls()
-        factory = _RawFactory(url=url, protocols=[SUBPROTOCOL], origin=origin)
+        factory = _RawFactory(url=url, protocols=[SUBPROTOCOL], origin=origin, headers=headers)
         factory.setProtocolOptions(maxFramePayloadSize=max_frame, maxMessagePayloadSize=max_frame,
                                    autoFragmentSize=0, openHandshakeTimeout=0, closeHandshakeTimeout=0)
         factory.client = client

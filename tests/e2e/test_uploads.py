@@ -10,6 +10,7 @@ from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
 from twisted_uploads.client import FileUpload, UploadClient
+from twisted_uploads.codec import PRE_AUTH_FRAME_LIMIT
 from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
@@ -356,6 +357,6 @@ class IsolationTests(ServerTestCase):
     @inlineCallbacks
     def test_large_frame_before_auth_closes_with_1009(self):
         client = yield self.raw_client()
-        client.protocol.sendMessage(b"x" * 20000, isBinary=True)
+        client.protocol.sendMessage(b"x" * (PRE_AUTH_FRAME_LIMIT + 1), isBinary=True)
         yield client.closed
         self.assertEqual(client.close_code, 1009)
