@@ -120,3 +120,110 @@ class OnePortSiteTests(unittest.TestCase):
         yield self.assertFailure(RawClient.connect(url, origin="http://evil.example"), ConnectionError)
         client = yield RawClient.connect(url, origin="http://localhost:1234")
         yield client.abort()
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url``: status, headers (lower-case names) and body. Blocking: call it in a thread."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+class MediaServingTests(unittest.TestCase):
+    """Users' files under MEDIA_URL go out with their real type, nosniff, and as attachments if a browser could run
+    them — over a real socket, from the one-port site twistd serves."""
+
+    def setUp(self) -> None:
+        from django.conf import settings
+
+        self.upload_dir = Path(self.mktemp())
+        self.server = UploadServer(str(self.upload_dir), HMACTokenVerifier("placeholder-secret-0123456789"),
+                                   clock=Clock())
+        options = {"settings": None, "ws-path": "/uploads/ws", "upload-dir": str(self.upload_dir),
+                   "allowed-origins": []}
+        with override_settings(UPLOADS_SERVE_MEDIA=True):
+            site = make_django_site(options, self.server)
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
+        self.addCleanup(bridge.uninstall)
+        self.addCleanup(self.server.shutdown)
+        self.addCleanup(self.port.stopListening)
+        self.media = Path(settings.MEDIA_ROOT) / "served" / self.id().rsplit(".", 1)[-1]
+        self.media.mkdir(parents=True, exist_ok=True)
+        self.prefix = f"/media/served/{self.media.name}"
+
+    def put(self, name: str, content: bytes) -> str:
+        path = self.media / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return f"{self.base}{self.prefix}/{urllib.parse.quote(name)}"
+
+    @inlineCallbacks
+    def test_an_extensionless_html_file_is_an_octet_stream_attachment(self):
+        url = self.put("avatar", b"<img src=x onerror=alert(document.cookie)>")
+        status, headers, body = yield in_thread(fetch, url)
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "application/octet-stream")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"), headers)
+
+    @inlineCallbacks
+    def test_an_unknown_extension_is_an_octet_stream_attachment(self):
+        status, headers, _ = yield in_thread(fetch, self.put("notes.zzq", b"<script>alert(1)</script>"))
+        self.assertEqual(headers["content-type"], "application/octet-stream")
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"))
+
+    @inlineCallbacks
+    def test_an_html_file_is_an_attachment(self):
+        status, headers, _ = yield in_thread(fetch, self.put("page.html", b"<script>alert(1)</script>"))
+        self.assertEqual(headers["content-type"], "text/html")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"))
+
+    @inlineCallbacks
+    def test_svg_xml_and_javascript_files_are_attachments(self):
+        for name in ("logo.svg", "feed.xml", "app.js", "page.xhtml"):
+            status, headers, _ = yield in_thread(fetch, self.put(name, b"<x/>"))
+            self.assertEqual(status, 200)
+            self.assertTrue(headers["content-disposition"].startswith("attachment;"), (name, headers))
+
+    @inlineCallbacks
+    def test_a_gzipped_html_file_is_not_unpacked_into_html(self):
+        import gzip
+
+        status, headers, body = yield in_thread(fetch, self.put("page.html.gz", gzip.compress(b"<script>1</script>")))
+        self.assertNotIn("content-encoding", headers)
+        self.assertEqual(headers["content-type"], "application/gzip")
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"))
+
+    @inlineCallbacks
+    def test_an_image_is_served_inline_with_its_type(self):
+        status, headers, body = yield in_thread(fetch, self.put("face.png", png_bytes()))
+        self.assertEqual((status, body), (200, png_bytes()))
+        self.assertEqual(headers["content-type"], "image/png")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        self.assertTrue(headers["content-disposition"].startswith("inline;"))
+
+    @inlineCallbacks
+    def test_a_non_ascii_name_is_kept_in_the_disposition(self):
+        status, headers, _ = yield in_thread(fetch, self.put("caf\u00e9.txt", b"hi"))
+        self.assertIn("filename*=UTF-8''caf%C3%A9.txt", headers["content-disposition"])
+
+    @inlineCallbacks
+    def test_a_directory_index_page_is_never_served(self):
+        self.put("site/index.html", b"<script>alert(1)</script>")
+        status, headers, body = yield in_thread(fetch, f"{self.base}{self.prefix}/site/")
+        self.assertEqual(status, 404)
+        self.assertNotIn(b"<script>", body)
+
+    @inlineCallbacks
+    def test_the_browser_client_is_served_as_javascript_with_nosniff(self):
+        status, headers, _ = yield in_thread(fetch, f"{self.base}/static/twisted_uploads/uploads.js")
+        self.assertEqual(status, 200)
+        self.assertIn(headers["content-type"], {"text/javascript", "application/javascript"})
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        status, headers, _ = yield in_thread(fetch, f"{self.base}/static/twisted_uploads/uploads.css")
+        self.assertEqual(headers["content-type"], "text/css")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
