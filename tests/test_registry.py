@@ -162,7 +162,7 @@ class AnnounceTests(RegistryTestCase):
 
     def test_announced_entry_writes_a_part_file(self) -> None:
         entry = self.announce()
-        self.assertEqual(os.listdir(self.session_dir), [f"{entry.entry_id}.part"])
+        self.assertEqual(sorted(os.listdir(self.session_dir)), [f"{entry.entry_id}.json", f"{entry.entry_id}.part"])
 
     def test_entry_ids_are_distinct_unsigned_32_bit_integers(self) -> None:
         ids = [self.announce(ref=ref, size=1).entry_id for ref in "abc"]
@@ -228,7 +228,7 @@ class FailureTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=2048)
         self.registry.fail(self.session, entry, UploadError(ErrorCode.BAD_OFFSET, "expected 2048"))
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_fail_keeps_the_entry_with_its_error(self) -> None:
         entry = self.announce(size=3000)
@@ -375,7 +375,7 @@ class CancelTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=1024)
         self.registry.cancel("s1", "f1")
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_cancel_tells_the_streaming_connection(self) -> None:
         entry = self.announce()
@@ -583,7 +583,7 @@ class ChunkTimeoutTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=1024)
         self.clock.advance(10)
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_timeout_follows_the_slot_setting(self) -> None:
         entry = self.announce(slot="slow")
@@ -704,22 +704,36 @@ class SessionTests(RegistryTestCase):
         self.registry.shutdown()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_shutdown_discards_partial_files_and_keeps_complete_ones(self) -> None:
-        self.announce(ref="a")
+    def test_shutdown_keeps_every_entrys_bytes_and_record_for_the_next_start(self) -> None:
+        partial = self.announce(ref="a", size=3000)
+        self.feed(partial, text_bytes(3000), end=1024)
         complete = self.upload(text_bytes(10), ref="b")
         self.registry.shutdown()
-        self.assertEqual(os.listdir(self.session_dir), [str(complete.entry_id)])
+        self.assertEqual(sorted(os.listdir(self.session_dir)), sorted([
+            f"{partial.entry_id}.part", f"{partial.entry_id}.json", str(complete.entry_id),
+            f"{complete.entry_id}.json"]))
 
 
 class SweepAtStartTests(TestCase):
-    """A new server owns no sessions: it sweeps what an earlier process left behind."""
+    """A new server sweeps only what no record owns and is older than the longest TTL."""
 
-    def test_server_start_removes_orphan_session_directories_only(self) -> None:
+    def test_server_start_removes_old_unrecorded_files_and_leaves_unrelated_ones(self) -> None:
         from twisted_uploads.service import UploadServer
 
         root = Path(self.mktemp())
         old = TempFileStore(root)
-        old.open("old-session", 1).close()
+        orphan = Path(old.open("old-session", 1).close())
+        os.utime(orphan, (0, 0))
+        os.utime(orphan.parent, (0, 0))
         (root / "unrelated").mkdir()
         UploadServer(str(root), verifier=lambda token: None, clock=Clock())  # type: ignore[arg-type, return-value]
-        self.assertEqual(os.listdir(root), ["unrelated"])
+        self.assertEqual(sorted(p.name for p in root.iterdir() if p.name != ".owners"), ["unrelated"])
+
+    def test_server_start_keeps_recent_unrecorded_files(self) -> None:
+        from twisted_uploads.service import UploadServer
+
+        root = Path(self.mktemp())
+        # Another server has just opened this file; its record follows in the same reactor turn.
+        recent = Path(TempFileStore(root).open("new-session", 1).close())
+        UploadServer(str(root), verifier=lambda token: None, clock=Clock())  # type: ignore[arg-type, return-value]
+        self.assertTrue(recent.exists())

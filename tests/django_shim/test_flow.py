@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from twisted.internet.defer import inlineCallbacks
 
+from ..support import stored_files
 from .files import jpeg_bytes, pdf_bytes, png_bytes
 from .support import Browser, ShimServerTestCase, in_thread
 
@@ -30,7 +31,7 @@ class UploadThenConsumeTests(ShimServerTestCase):
         [stored] = [p for p in saved.iterdir() if p.read_bytes() == content]
         self.assertTrue(stored.name.startswith("me"))
         self.assertEqual(self.entries(), [], "consumed entries are forgotten")
-        self.assertEqual([p for p in self.upload_dir.rglob("*") if p.is_file()], [], "and their files deleted")
+        self.assertEqual(stored_files(self.upload_dir), [], "and their files deleted")
 
     @inlineCallbacks
     def test_gallery_consumes_every_photo_on_one_click(self):
