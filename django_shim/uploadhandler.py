@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -56,14 +57,46 @@ log = Logger()
 PART_PREFIX = "nojs-"
 
 
+#: Part files older than this are left over from a process that died mid-post (no post is read for a day).
+STALE_PART_AGE = 86400.0
+_swept: set[Path] = set()
+
+
 def part_directory() -> Path:
-    """Where posted files are streamed: ``UPLOADS_DIR/incoming`` (created 0700), else Django's temp dir."""
+    """Where posted files are streamed: ``UPLOADS_DIR/incoming`` (created 0700), else Django's temp dir.
+
+    The first time a process uses a directory it deletes the stale part files a crashed process left there (the
+    upload server's own sweep looks only at its session directories).
+    """
     directory = Path(uploads_settings().upload_dir) / "incoming"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return directory
     except OSError:
-        return Path(settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir())
+        directory = Path(settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir())
+    if directory not in _swept:
+        _swept.add(directory)
+        sweep_parts(directory)
+    return directory
+
+
+def sweep_parts(directory: Path, max_age: float = STALE_PART_AGE) -> int:
+    """Delete this handler's part files in ``directory`` older than ``max_age`` seconds; return how many."""
+    removed = 0
+    now = time.time()
+    try:
+        candidates = list(directory.glob(f"{PART_PREFIX}*.part"))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime > max_age:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("Deleted {count} stale no-JS part files from {directory}", count=removed, directory=str(directory))
+    return removed
 
 
 class ReadUpload:
@@ -301,4 +334,4 @@ def _entry_counter(upload_session: str) -> Callable[[str], int]:
 
 
 __all__ = ["PART_PREFIX", "ReadUpload", "SlotUploadHandler", "install_upload_handler", "part_directory",
-           "slots_for_post"]
+           "slots_for_post", "sweep_parts"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import time
 from pathlib import Path
 
 from django.core.files.uploadedfile import UploadedFile
@@ -15,7 +17,7 @@ from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFi
 from django.http.multipartparser import MultiPartParser
 from twisted.trial import unittest
 
-from django_shim.uploadhandler import ReadUpload, SlotUploadHandler
+from django_shim.uploadhandler import ReadUpload, SlotUploadHandler, sweep_parts
 from twisted_uploads.errors import ErrorCode
 from twisted_uploads.slots import SlotConfig
 from twisted_uploads.validation import HEAD_BYTES
@@ -175,3 +177,19 @@ class SlotUploadHandlerTests(unittest.TestCase):
         body = multipart(("avatar", "me.png", png_bytes(pad_to=500_000)))
         self.parse(body, {"avatar": SlotConfig()}, truncate=300_000)
         self.assertEqual(list(self.parts.iterdir()), [])
+
+
+class SweepTests(unittest.TestCase):
+    """Part files a crashed process left behind are deleted; live ones and other files are not."""
+
+    def test_only_stale_part_files_are_deleted(self):
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        stale, live, other = directory / "nojs-old.part", directory / "nojs-new.part", directory / "keep.part"
+        for path in (stale, live, other):
+            path.write_bytes(b"x")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        os.utime(other, (two_days_ago, two_days_ago))
+        self.assertEqual(sweep_parts(directory), 1)
+        self.assertEqual(sorted(p.name for p in directory.iterdir()), ["keep.part", "nojs-new.part"])
