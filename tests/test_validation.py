@@ -257,6 +257,36 @@ class DeclaredTypeTests(TestCase):
         self.assertEqual(check_content(ANY, "IMG_0001.DNG", "image/x-adobe-dng", b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64),
                          "image/tiff")
 
+    def test_gzipped_text_declared_as_its_inner_type_passes(self) -> None:
+        # Python's mimetypes (and so the CLI) declares notes.txt.gz as text/plain, with gzip as its "encoding".
+        self.assertEqual(check_content(ANY, "notes.txt.gz", "text/plain", gzip_bytes()), "application/gzip")
+
+    def test_png_bytes_named_gz_are_type_mismatch_whatever_the_declared_type(self) -> None:
+        self.assertMismatch("notes.txt.gz", "text/plain", png_bytes())
+
+    def test_batch_file_declared_as_a_dos_program_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "build.bat", "application/x-msdos-program", b"@echo off\r\n"))
+
+    def test_ssh_public_key_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "id_ed25519.pub", "", b"ssh-ed25519 AAAAC3Nza me@host\n"))
+
+    def test_text_message_catalogue_named_msg_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "it.msg", "", b'namespace eval ::tk { ::msgcat::mcset it "&Abort" }\n'))
+
+    def test_graphviz_file_named_dot_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "deps.dot", "text/vnd.graphviz", b"digraph { a -> b }\n"))
+
+    def test_tab_separated_export_named_xls_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "export.xls", "application/vnd.ms-excel", b"name\tsize\na\t1\n"))
+
+    def test_png_bytes_named_xls_are_type_mismatch(self) -> None:
+        self.assertMismatch("export.xls", "application/vnd.ms-excel", png_bytes())
+
+    def test_an_unfamiliar_text_type_says_nothing(self) -> None:
+        # Debian's mime.types files ar archives (.a) under text/vnd.a, so a CLI guessing from it declares that.
+        self.assertEqual(check_content(ANY, "libfoo.a", "text/vnd.a", b"!<arch>\n" + b"\x00" * 60),
+                         "application/x-unix-archive")
+
     def test_png_declared_apng_passes(self) -> None:
         self.assertEqual(check_content(ANY, "anim.png", "image/apng", png_bytes()), "image/png")
 
@@ -400,6 +430,14 @@ class ActiveContentTests(TestCase):
 
     def test_angle_bracket_placeholder_text_is_not_active_content(self) -> None:
         self.assertFalse(is_active_content(b"<name> is replaced by the user's name.\n"))
+
+    def test_comment_on_its_own_line_is_not_sniffed_as_html(self) -> None:
+        # WHATWG: "<!--" counts only when followed by a space or ">"; Markdown often starts with "<!--\n".
+        self.assertFalse(is_active_content(b"<!--\n  maintainer notes\n-->\n# Title\n"))
+
+    def test_xml_with_elements_named_object_is_not_active_content(self) -> None:
+        self.assertFalse(is_active_content(b'<?xml version="1.0"?><interface><object class="GtkWindow"/>'
+                                           b'</interface>'))
 
     def test_tag_name_prefix_is_not_a_tag(self) -> None:
         self.assertFalse(is_active_content(b"<bold claim> and <abbreviations> are words here"))

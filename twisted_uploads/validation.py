@@ -47,14 +47,18 @@ _ZIP_FAMILY = {"zip", "docx", "docm", "dotx", "dotm", "xlsx", "xlsm", "xltx", "x
                "ppsx", "ppsm", "odt", "ods", "odp", "odg", "ott", "ots", "otp", "epub", "jar", "apk", "xpi", "crx",
                "vsdx", "xps", "oxps", "kmz", "cbz", "3mf", "whl", "nupkg", "vsix", "ipa"}
 #: Formats that are OLE compound files inside (Office 97-2003, Outlook, installers).
-_OLE_FAMILY = {"doc", "dot", "xls", "xlt", "ppt", "pps", "msi", "msg", "vsd", "pub", "mpp"}
+_OLE_FAMILY = {"doc", "xls", "xlt", "ppt", "pps", "msi", "vsd", "mpp"}
 #: Families whose files always start with recognisable magic bytes: a file claiming one without them is spoofed.
 _MAGIC_REQUIRED = {"jpg", "png", "gif", "webp", "bmp", "tif", "pdf", "zip", "gz", "bz2", "xz", "7z", "rar", "psd",
                    "ico", "flac", "wav", "mkv", "avi", "ole", "sqlite", "wasm", "exe"}
 #: Extensions whose real-world files come in more than one family.
 _EXTENSION_CLAIMS: dict[str, frozenset[str]] = {
-    # Word opens RTF saved as .doc, and OOXML files renamed to the old extension.
-    "doc": frozenset({"ole", "rtf", "zip"}), "xls": frozenset({"ole", "zip"}), "ppt": frozenset({"ole", "zip"}),
+    # Word opens RTF and plain text saved as .doc, Excel CSV/TSV exports saved as .xls, and both OOXML files
+    # renamed to the old extension.
+    "doc": frozenset({"ole", "rtf", "zip", TEXT, UNRECOGNISED}), "xls": frozenset({"ole", "zip", TEXT, UNRECOGNISED}),
+    "ppt": frozenset({"ole", "zip"}),
+    # Names two unrelated formats each: Outlook message or Tcl/gettext catalogue, Word template or Graphviz graph.
+    "msg": frozenset({"ole", TEXT, UNRECOGNISED}), "dot": frozenset({"ole", "zip", TEXT, UNRECOGNISED}),
     # Illustrator files are PDF inside; EPS may be PostScript text or a binary DOS EPS header.
     "ai": frozenset({"pdf", "ps", UNRECOGNISED}), "eps": frozenset({"ps", UNRECOGNISED}),
     # An ID3 tag may precede the audio data.
@@ -88,8 +92,8 @@ _MIME_EXTENSIONS: dict[str, str] = {
     "application/vnd.android.package-archive": "apk", "application/x-pdf": "pdf", "application/acrobat": "pdf",
     "text/pdf": "pdf", "text/x-pdf": "pdf", "application/x-gzip": "gz", "application/gzip": "gz",
     "application/x-bzip": "bz2", "application/vnd.rar": "rar", "application/x-rar": "rar",
-    "application/msword": "doc", "application/vnd.ms-powerpoint": "ppt", "application/vnd.ms-outlook": "msg",
-    "application/x-msi": "msi", "application/x-ole-storage": "msi",
+    "application/msword": "doc", "application/vnd.ms-powerpoint": "ppt",
+    "application/x-msi": "msi", "application/x-ole-storage": "msi", "application/vnd.ms-outlook": "msg",
     "audio/mp3": "mp3", "audio/x-mp3": "mp3", "audio/mpeg3": "mp3", "audio/x-mpeg-3": "mp3", "audio/x-mpeg": "mp3",
     "audio/wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/x-pn-wav": "wav", "audio/flac": "flac",
     "audio/x-m4a": "m4a", "audio/m4a": "m4a", "audio/x-aac": "aac", "video/x-m4v": "m4v", "video/3gpp": "3gp",
@@ -97,7 +101,7 @@ _MIME_EXTENSIONS: dict[str, str] = {
     "application/ogg": "ogg", "audio/webm": "mkv", "video/webm": "mkv", "audio/x-matroska": "mkv",
     "video/avi": "avi", "video/msvideo": "avi", "audio/aiff": "aiff", "application/x-dosexec": "exe",
     "application/x-ms-dos-executable": "exe", "application/vnd.microsoft.portable-executable": "exe",
-    "application/x-msdos-program": "exe", "application/x-exe": "exe", "application/vnd.sqlite3": "sqlite",
+    "application/x-exe": "exe", "application/vnd.sqlite3": "sqlite",
     "font/woff": "woff", "font/woff2": "woff", "application/x-font-woff": "woff", "font/ttf": "ttf",
     "font/otf": "ttf", "font/sfnt": "ttf", "application/x-font-ttf": "ttf", "application/x-font-otf": "ttf",
     "text/rtf": "rtf", "application/illustrator": "ai",
@@ -112,7 +116,12 @@ _MIME_CLAIMS: dict[str, frozenset[str]] = {
     "application/x-gtar": frozenset({"tar", "gz", "bz2", "xz", "zst", "lz", "Z", UNRECOGNISED}),
     "audio/mpeg": frozenset({"mp3", UNRECOGNISED}), "audio/aac": frozenset({"aac", "mp3", "mp4", UNRECOGNISED}),
     "application/rtf": frozenset({"rtf", TEXT, UNRECOGNISED}),
+    # Debian's mime.types: .com .exe .bat .dll alike (a .bat is text).
+    "application/x-msdos-program": frozenset({"exe", TEXT, UNRECOGNISED}),
 }
+#: Compression suffixes: a client that guesses the type from the name (Python's mimetypes) declares the *inner*
+#: file's type for ``notes.txt.gz``, so for these names the declared type may also mean the compressed file.
+_COMPRESSED_EXTENSIONS = {"gz", "tgz", "bz2", "tbz", "tbz2", "xz", "txz", "zst", "br", "z", "lz", "lz4", "lzma"}
 #: Families of vendor types by prefix: every OOXML and OpenDocument format is a ZIP archive.
 _MIME_PREFIX_FAMILIES = (("application/vnd.openxmlformats-officedocument.", "zip"),
                          ("application/vnd.oasis.opendocument.", "zip"), ("application/vnd.ms-word.", "zip"),
@@ -125,6 +134,16 @@ _TEXT_MIMES = {"application/json", "application/xml", "application/x-yaml", "app
                "message/rfc822", "application/mbox", "application/javascript", "application/x-javascript",
                "application/ecmascript", "application/x-httpd-php", "application/pgp-signature",
                "application/pgp-keys", "application/x-pem-file"}
+#: ``text/*`` types of plain-text formats (others, like Debian's ``text/vnd.a`` for ar archives, say nothing).
+_COMMON_TEXT_MIMES = {"text/plain", "text/csv", "text/x-csv", "text/comma-separated-values",
+                      "text/x-comma-separated-values", "text/tab-separated-values", "text/markdown", "text/x-markdown",
+                      "text/html", "text/xml", "text/css", "text/calendar", "text/vcard", "text/x-vcard",
+                      "text/javascript", "text/ecmascript", "text/x-python", "text/x-script.python", "text/x-c",
+                      "text/x-csrc", "text/x-chdr", "text/x-c++src", "text/x-java", "text/x-java-source", "text/x-sh",
+                      "text/x-shellscript", "text/x-log", "text/yaml", "text/x-yaml", "text/x-sql", "text/richtext",
+                      "text/enriched", "text/x-diff", "text/x-patch", "text/troff", "text/x-tex", "text/vtt",
+                      "text/x-rst", "text/prs.fallenstein.rst", "text/x-perl", "text/x-ruby", "text/x-php",
+                      "text/x-go", "text/rust", "text/x-rust", "text/x-toml", "text/x-ini", "text/x-properties"}
 #: Python's built-in table only (not the host's /etc/mime.types), so the rules are the same on every machine.
 _BUILTIN_TYPES = mimetypes.MimeTypes()
 
@@ -181,9 +200,13 @@ def _mime_claim(mime: str) -> frozenset[str] | None:
     for prefix, family in _MIME_PREFIX_FAMILIES:
         if mime.startswith(prefix):
             return _family_claim(family)
-    if mime.startswith("text/") or mime.endswith(("+xml", "+json")) or mime in _TEXT_MIMES:
+    if mime in _TEXT_MIMES or mime.endswith(("+xml", "+json")):
         return _TEXT_CLAIM
     ext = _BUILTIN_TYPES.guess_extension(mime)
+    if mime.startswith("text/"):
+        # Only the text types known to be text: host tables file binary formats under text/ too (text/vnd.a, .a).
+        known = mime in _COMMON_TEXT_MIMES or (ext is not None and ext.lstrip(".") in _TEXT_EXTENSIONS)
+        return _TEXT_CLAIM if known else None
     return _extension_claim(ext.lstrip(".")) if ext else None
 
 
@@ -276,12 +299,14 @@ _HTML_SNIFF_TAGS = ("!doctype html", "html", "head", "script", "iframe", "h1", "
                     "title", "b", "body", "br", "p", "!--")
 _ACTIVE_TAGS = ("img", "svg", "object", "embed", "frameset", "frame", "math", "video", "audio", "link", "meta",
                 "base", "form", "input", "textarea", "details", "marquee", "xmp", "plaintext", "template")
-_TAG_START = re.compile(rb"<(" + b"|".join(re.escape(tag.encode()) for tag in _HTML_SNIFF_TAGS + _ACTIVE_TAGS)
-                        + rb")(?=[\s/>]|$)")
-_COMMENT_START = re.compile(rb"<!--")
-#: Inside XML (which browsers render as XML when served as such): elements or namespaces that run script.
-_XML_ACTIVE = re.compile(rb"<\s*(?:[\w.-]+:)?(?:script|svg|html|iframe|object|embed|foreignobject)\b"
-                         rb"|http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet|\bon[a-z]+\s*=")
+# The sniffing patterns end with a tag-terminating byte, space or ">", exactly as browsers match them; an HTML parser
+# also reads "<img/src=x" or "<svg\nonload=..." as those elements, so the others end at any of these.
+_SNIFFED_START = re.compile(rb"<(" + b"|".join(re.escape(tag.encode()) for tag in _HTML_SNIFF_TAGS) + rb")[ >]")
+_TAG_START = re.compile(rb"<(" + b"|".join(re.escape(tag.encode()) for tag in _ACTIVE_TAGS) + rb")(?=[\s/>]|$)")
+#: Inside XML (which browsers render as XML when served as such): what makes it run script — the XHTML or SVG
+#: namespace, an XSLT stylesheet, or script/svg/html elements.
+_XML_ACTIVE = re.compile(rb"<\s*(?:[\w.-]+:)?(?:script|svg|html)\b"
+                         rb"|http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet")
 _LEADING_WHITESPACE = b"\t\n\x0c\r "
 
 
@@ -302,7 +327,7 @@ def is_active_content(head: bytes) -> bool:
     if text.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = text.decode("utf-16", "ignore").encode("utf-8")
     text = text.lstrip(b"\xef\xbb\xbf").lstrip(_LEADING_WHITESPACE).lower()
-    if _TAG_START.match(text):
+    if _SNIFFED_START.match(text) or _TAG_START.match(text):
         return True
     if text.startswith((b"<?xml", b"<!doctype", b"<!--")) or (text.startswith(b"<") and b"xmlns" in text[:1024]):
         return _XML_ACTIVE.search(text) is not None
@@ -339,6 +364,8 @@ def check_content(slot: SlotConfig, name: str, mime: str, head: bytes) -> str | 
     ext = extension_of(name)
     by_name = _extension_claim(ext) if ext and ext not in _GENERIC else None
     by_type = _mime_claim(mime)
+    if by_type is not None and by_name is not None and ext in _COMPRESSED_EXTENSIONS:
+        by_type = by_type | by_name
     what = detected[0].upper() if detected is not None else ""
     if by_name is not None and not _consistent(by_name, detected, textual):
         if detected is None:
