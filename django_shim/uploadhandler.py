@@ -263,6 +263,8 @@ def install_upload_handler(request: HttpRequest, view_class: str) -> SlotUploadH
     """
     if hasattr(request, "_files") or getattr(request, "session", None) is None:
         return None
+    if request.content_type != "multipart/form-data":
+        return None  # no files in it (the browser client's event posts are multipart, with no file parts)
     found = slots_for_post(request, view_class)
     if found is None:
         return None
