@@ -52,7 +52,8 @@ class HttpBrowser:
             return error.code, error.read()
 
 
-class OnePortSiteTests(unittest.TestCase):
+class OnePortSiteTestCase(unittest.TestCase):
+    """The one-port Site as twistd builds it, on 127.0.0.1:0, with media served."""
 
     def setUp(self) -> None:
         self.upload_dir = Path(self.mktemp())
@@ -68,6 +69,9 @@ class OnePortSiteTests(unittest.TestCase):
         self.addCleanup(bridge.uninstall)
         self.addCleanup(self.server.shutdown)
         self.addCleanup(self.port.stopListening)
+
+
+class OnePortSiteTests(OnePortSiteTestCase):
 
     @inlineCallbacks
     def test_the_seed_flow_runs_through_one_port(self):
@@ -131,25 +135,14 @@ def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
         return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
-class MediaServingTests(unittest.TestCase):
+class MediaServingTests(OnePortSiteTestCase):
     """Users' files under MEDIA_URL go out with their real type, nosniff, and as attachments if a browser could run
     them — over a real socket, from the one-port site twistd serves."""
 
     def setUp(self) -> None:
         from django.conf import settings
 
-        self.upload_dir = Path(self.mktemp())
-        self.server = UploadServer(str(self.upload_dir), HMACTokenVerifier("placeholder-secret-0123456789"),
-                                   clock=Clock())
-        options = {"settings": None, "ws-path": "/uploads/ws", "upload-dir": str(self.upload_dir),
-                   "allowed-origins": []}
-        with override_settings(UPLOADS_SERVE_MEDIA=True):
-            site = make_django_site(options, self.server)
-        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
-        self.addCleanup(bridge.uninstall)
-        self.addCleanup(self.server.shutdown)
-        self.addCleanup(self.port.stopListening)
+        super().setUp()
         self.media = Path(settings.MEDIA_ROOT) / "served" / self.id().rsplit(".", 1)[-1]
         self.media.mkdir(parents=True, exist_ok=True)
         self.prefix = f"/media/served/{self.media.name}"
@@ -227,3 +220,36 @@ class MediaServingTests(unittest.TestCase):
         status, headers, _ = yield in_thread(fetch, f"{self.base}/static/twisted_uploads/uploads.css")
         self.assertEqual(headers["content-type"], "text/css")
         self.assertEqual(headers["x-content-type-options"], "nosniff")
+
+
+class NoJavaScriptOverASocketTests(OnePortSiteTestCase):
+    """A plain browser form post, over a real socket to the one-port site: a file too large for its slot is refused
+    while Django reads it, and the page the post redirects to says so."""
+
+    @inlineCallbacks
+    def test_a_too_large_file_posted_without_javascript_is_listed_on_the_next_page(self):
+        from django_shim.uploadhandler import part_directory
+
+        browser = HttpBrowser(self.base)
+        status, body = yield in_thread(browser.get, "/docs/")
+        page = body.decode()
+        action = html.unescape(re.search(r'<form dj-submit="process_uploads"[^>]* action="([^"]+)"', page).group(1))
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+        boundary = "----no-js-over-a-socket"
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                 for name, value in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="docs"; filename="big.pdf"\r\n'
+                     f"Content-Type: application/pdf\r\n\r\n".encode() + b"%PDF-1.4\n" + b"0" * 20_500_000 + b"\r\n")
+        request = urllib.request.Request(self.base + action, data=b"".join(parts) + f"--{boundary}--\r\n".encode(),
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                         method="POST")
+
+        def post():
+            with browser.opener.open(request, timeout=30) as response:  # follows the 303 with a GET
+                return response.status, response.url, response.read().decode()
+
+        status, url, after = yield in_thread(post)
+        self.assertEqual(status, 200)
+        self.assertIn("dj_view=", url)
+        self.assertIn('<span class="upload-error">big.pdf: The file is larger than allowed.</span>', after)
+        self.assertEqual([p for p in part_directory().iterdir() if p.name.startswith("nojs-")], [])
