@@ -5,6 +5,8 @@ from django.conf.urls.static import static
 from django.urls import path
 from django.views.generic import TemplateView
 
+from django_shim.media import serve
+
 from .views import DocumentUploadView, GalleryView, ProfileView
 
 urlpatterns = [
@@ -14,5 +16,6 @@ urlpatterns = [
     path("docs/", DocumentUploadView.as_view(), name="docs"),
 ]
 
-# Under twistd, MEDIA_URL is served by Twisted (UPLOADS_SERVE_MEDIA); this covers runserver.
-urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Under twistd, MEDIA_URL is served by Twisted (UPLOADS_SERVE_MEDIA); this covers runserver. django_shim's serve
+# view adds what Django's lacks for users' files: nosniff, and attachment for anything a browser could run.
+urlpatterns += static(settings.MEDIA_URL, view=serve, document_root=settings.MEDIA_ROOT)

@@ -18,7 +18,7 @@ the markup is returned byte for byte.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from html.parser import HTMLParser
@@ -130,12 +130,25 @@ def fallback_form_id(view_id: str) -> str:
     return f"dj-form-{view_id}"
 
 
-def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mapping[str, SlotConfig]) -> str:
-    """Return ``source`` with ``dj-submit`` / ``dj-click`` / ``dj-upload`` made to work as plain HTML forms."""
+def refusals_html(slot_name: str, messages: Sequence[str]) -> str:
+    """The list of a slot's refused files shown after a no-JS post (phrasing content: valid inside a ``<p>``)."""
+    items = "".join(f'<span class="upload-error">{escape(message)}</span>' for message in messages)
+    return f'<span class="upload-errors" role="alert" data-dj-upload-errors="{escape(slot_name)}">{items}</span>'
+
+
+def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mapping[str, SlotConfig],
+                       action: str | None = None, refusals: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Return ``source`` with ``dj-submit`` / ``dj-click`` / ``dj-upload`` made to work as plain HTML forms.
+
+    ``action`` (the view's URL with ``?dj_view=``) becomes the ``action`` of the forms that have none, so the
+    upload handler knows the posted view before it reads the body. ``refusals`` (``{slot: ["name: message"]}``)
+    are listed right after the slot's first file input.
+    """
     scan = _scan(source)
     form_id = fallback_form_id(view_id)
     edits: list[tuple[int, int, str]] = []
     needs_fallback_form = False
+    unshown = dict(refusals or {})
     for tag in scan.tags:
         attrs = list(tag.attrs)
         suffix = ""
@@ -143,6 +156,8 @@ def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mappin
         if tag.name == "form" and handler is not None:
             _replace(attrs, "method", "post")
             _replace(attrs, "enctype", "multipart/form-data")
+            if action is not None:
+                _set_default(attrs, "action", action)
             suffix = (hidden_input(EVENT_FIELD, handler) + hidden_input(VIEW_FIELD, view_id)
                       + hidden_input(CSRF_FIELD, csrf_token))
         elif tag.name == "input" and _get(attrs, "dj-upload") is not None and \
@@ -159,6 +174,8 @@ def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mappin
             if tag.form_kind is None and _get(attrs, "form") is None:
                 attrs.append(("form", form_id))
                 needs_fallback_form = True
+            if unshown.get(slot_name):
+                suffix = refusals_html(slot_name, unshown.pop(slot_name))
         elif _get(attrs, "dj-click") is not None and _is_button(tag.name, attrs) and tag.form_kind != "plain":
             _set_default(attrs, "name", EVENT_FIELD)
             _set_default(attrs, "value", _get(attrs, "dj-click"))
@@ -173,9 +190,12 @@ def rewrite_directives(source: str, view_id: str, csrf_token: str, slots: Mappin
     for start, end, replacement in reversed(edits):
         result = result[:start] + replacement + result[end:]
     if needs_fallback_form:
-        result += (f'<form id="{escape(form_id)}" method="post" enctype="multipart/form-data" hidden>'
+        action_attr = f' action="{escape(action, quote=True)}"' if action is not None else ""
+        result += (f'<form id="{escape(form_id)}" method="post" enctype="multipart/form-data"{action_attr} hidden>'
                    + hidden_input(VIEW_FIELD, view_id) + hidden_input(CSRF_FIELD, csrf_token) + "</form>")
-    return result
+    # A slot whose input the template does not render: its refusals still show, at the top of the view.
+    leading = "".join(refusals_html(name, messages) for name, messages in unshown.items() if messages)
+    return leading + result
 
 
 def _is_button(name: str, attrs: Attrs) -> bool:

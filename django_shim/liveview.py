@@ -32,16 +32,17 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views import View
-from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from twisted_uploads.slots import SlotConfig
 
 from .conf import uploads_settings
 from .decorators import is_event_handler
-from .fallback import ingest_posted_files
+from .fallback import ingest_posted_files, pop_refusals, remember_refusals
 from .html import CSRF_FIELD, EVENT_FIELD, VIEW_FIELD, document_shape, rewrite_directives
 from .page import scripts_html, websocket_url
 from .state import ViewState, ViewStateStore, new_upload_session_id, new_view_id
 from .tokens import mint_token
+from .uploadhandler import install_upload_handler
 
 #: Header the browser client sets on its event POSTs; the answer is then the root element only.
 LIVE_REQUEST_HEADER = "X-DJ-Request"
@@ -53,7 +54,9 @@ def is_live_request(request: HttpRequest) -> bool:
     return request.headers.get(LIVE_REQUEST_HEADER) == "1"
 
 
-@method_decorator(csrf_protect, name="dispatch")
+# CSRF is checked inside dispatch, once the upload handler is installed: the check reads request.POST, which parses
+# the body, and a handler added after that would never see the files (Django's documented pattern for handlers).
+@method_decorator(csrf_exempt, name="dispatch")
 class LiveView(View):
     """Base class of the seed's views (``class ProfileView(UploadMixin, LiveView)``)."""
 
@@ -104,6 +107,16 @@ class LiveView(View):
         return self._dj_upload_session
 
     # -- HTTP --------------------------------------------------------------------------------------------------------
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Every request CSRF-checked; a POST's files size-checked while they are read (django_shim.uploadhandler)."""
+        handler = install_upload_handler(request, self._class_path()) if request.method == "POST" else None
+        try:
+            return csrf_protect(super().dispatch)(request, *args, **kwargs)
+        finally:
+            if handler is not None:
+                # Part files of a refused (CSRF), failed or unhandled post: none outlives the request.
+                handler.discard()
+
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Render a new view instance, or a stored one named by ``?dj_view=``."""
         store = self._state_store()
@@ -124,7 +137,8 @@ class LiveView(View):
         if events and handler is None:
             return HttpResponseBadRequest(f"{type(self).__name__} has no event handler {events[-1]!r}")
         try:
-            ingest_posted_files(request, self._dj_upload_session, self._dj_upload_slots)
+            entries = ingest_posted_files(request, self._dj_upload_session, self._dj_upload_slots)
+            remember_refusals(request, self._dj_view_id, entries, uploads_settings().max_views)
             response = _call_handler(handler, self.event_params(request)) if handler is not None else None
         except BaseException:
             # Entries the handler consumed before failing are gone from the server, so the state it built from
@@ -167,7 +181,8 @@ class LiveView(View):
         shape = document_shape(html)
         start, end = shape.body_inner if shape.body_inner else (0, len(html))
         inner = rewrite_directives(html[start:end], self._dj_view_id, get_token(self.request),
-                                   self._dj_upload_slots)
+                                   self._dj_upload_slots, action=self._form_action(),
+                                   refusals=pop_refusals(self.request, self._dj_view_id))
         root = self._root_element(inner)
         if not full_page:
             return root
@@ -177,6 +192,12 @@ class LiveView(View):
             page_template = self.page_template_name or uploads_settings().page_template
             page = render_to_string(page_template, {**context, "liveview": mark_safe(root)}, request=self.request)
         return _ensure_scripts(page)
+
+    def _form_action(self) -> str:
+        """This view instance's URL (``?dj_view=ID``): where its no-JS forms post."""
+        query = self.request.GET.copy()
+        query[VIEW_FIELD] = self._dj_view_id
+        return f"{self.request.path}?{urlencode(list(query.items()))}"
 
     def _root_element(self, inner: str) -> str:
         if not self._dj_upload_slots:

@@ -9,7 +9,9 @@
 3. applies the project's ``UPLOADS_*`` settings to the server (token verifier, allowed origins, TTLs, upload
    directory — command-line options given explicitly win) and installs it as the bridge's server;
 4. returns a Site whose root hands every path to Django except the WebSocket path, ``STATIC_URL`` and, when
-   ``UPLOADS_SERVE_MEDIA`` (default ``DEBUG``), ``MEDIA_URL``.
+   ``UPLOADS_SERVE_MEDIA`` (default ``DEBUG``), ``MEDIA_URL`` — users' files, served by
+   :class:`~django_shim.media.MediaFile` so that none can run in the site's origin (real type, ``nosniff``,
+   ``attachment`` for anything a browser could execute).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from twisted_uploads.staticfiles import static_root
 from twisted_uploads.storage import TempFileStore
 
 from . import bridge
+from .media import FALLBACK_TYPE, MediaFile
 
 log = Logger()
 
@@ -76,10 +79,25 @@ class OnePortResource(Resource):
 
 
 class UnlistedFile(File):
-    """A static directory that serves files but never lists a directory's contents."""
+    """The project's own static files: never a listing or an index page, never a sniffed or guessed-HTML type.
+
+    Unknown types go out as ``application/octet-stream`` (Twisted's default would be ``text/html``), with
+    ``X-Content-Type-Options: nosniff``. Users' files (``MEDIA_ROOT``) get :class:`~django_shim.media.MediaFile`.
+    """
+
+    indexNames: list[str] = []
+
+    def __init__(self, path: str, defaultType: str = FALLBACK_TYPE, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, FALLBACK_TYPE, *args, **kwargs)
 
     def directoryListing(self) -> IResource:
         return NoResource()
+
+    def render_GET(self, request: Request) -> Any:
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return super().render_GET(request)
+
+    render_HEAD = render_GET
 
 
 class StaticFinderResource(Resource):
@@ -172,7 +190,7 @@ def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) ->
     media_root = getattr(settings, "MEDIA_ROOT", None)
     if config.serve_media and media_path and media_root:
         Path(media_root).mkdir(parents=True, exist_ok=True)
-        root.mount(media_path, UnlistedFile(str(media_root)))
+        root.mount(media_path, MediaFile(str(media_root)))
     log.info("Django project {settings} on one port: WebSocket at {ws}, static at {static}",
              settings=os.environ.get("DJANGO_SETTINGS_MODULE"), ws=sorted(filter(None, ws_paths)),
              static=static_path)

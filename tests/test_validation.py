@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import struct
+import zipfile
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
@@ -13,6 +18,33 @@ from twisted_uploads.validation import (MAX_NAME_LENGTH, check_announce, check_c
 
 from .support import (HTML_BYTES, SVG_BYTES, docx_bytes, fuzz, gif_bytes, jpeg_bytes, pdf_bytes, png_bytes,
                       text_bytes, webp_bytes)
+
+
+def zip_bytes() -> bytes:
+    """A plain ZIP archive with one text member."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    return buffer.getvalue()
+
+
+def gzip_bytes() -> bytes:
+    """A gzip stream (what a .tar.gz starts with)."""
+    return gzip.compress(b"not really a tarball" * 10)
+
+
+def iso_bmff(brand: bytes, compatible: bytes = b"") -> bytes:
+    """An ISO base media file start: an ftyp box with ``brand``, then an empty mdat box."""
+    body = brand + b"\x00\x00\x00\x00" + brand + compatible
+    return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + struct.pack(">I", 8) + b"mdat"
+
+
+def heic_bytes() -> bytes:
+    return iso_bmff(b"heic", b"mif1")
+
+
+def mov_bytes() -> bytes:
+    return iso_bmff(b"qt  ")
 
 ANY = SlotConfig()
 ACTIVE_OK = SlotConfig(allow_active_content=True)
@@ -91,14 +123,193 @@ class ContentTests(TestCase):
     def test_declared_type_counts_when_name_has_no_extension(self) -> None:
         self.assertMismatch("photo", "image/png", text_bytes(100))
 
-    def test_extension_wins_over_declared_type(self) -> None:
-        self.assertEqual(check_content(ANY, "me.png", "application/pdf", png_bytes()), "image/png")
+    def test_declared_type_is_checked_even_when_the_extension_agrees(self) -> None:
+        self.assertMismatch("me.png", "application/pdf", png_bytes())
 
     def test_empty_file_named_png_is_type_mismatch(self) -> None:
         self.assertMismatch("empty.png", "image/png", b"")
 
     def test_empty_file_named_txt_passes(self) -> None:
         self.assertIsNone(check_content(ANY, "empty.txt", "text/plain", b""))
+
+
+class DeclaredTypeTests(TestCase):
+    """The declared MIME type is checked against the bytes too, without refusing what browsers really send."""
+
+    def assertMismatch(self, name: str, mime: str, head: bytes) -> None:
+        error = self.assertRaises(UploadError, check_content, ANY, name, mime, head)
+        self.assertEqual(error.code, ErrorCode.TYPE_MISMATCH)
+
+    def test_pdf_bytes_named_bin_and_declared_png_are_type_mismatch(self) -> None:
+        self.assertMismatch("pic.bin", "image/png", pdf_bytes())
+
+    def test_pdf_bytes_with_a_generic_name_and_declared_png_are_type_mismatch(self) -> None:
+        self.assertMismatch("upload.dat", "image/png; charset=binary", pdf_bytes())
+
+    def test_mismatch_message_names_the_declared_type(self) -> None:
+        error = self.assertRaises(UploadError, check_content, ANY, "pic.bin", "image/png", pdf_bytes())
+        self.assertIn("PDF", error.message)
+        self.assertIn("image/png", error.message)
+
+    def test_png_bytes_named_png_but_declared_jpeg_are_type_mismatch(self) -> None:
+        self.assertMismatch("me.png", "image/jpeg", png_bytes())
+
+    def test_text_declared_as_pdf_is_type_mismatch(self) -> None:
+        self.assertMismatch("cv.bin", "application/pdf", text_bytes(300))
+
+    def test_png_declared_as_text_plain_is_type_mismatch(self) -> None:
+        self.assertMismatch("blob", "text/plain", png_bytes())
+
+    def test_octet_stream_says_nothing(self) -> None:
+        self.assertEqual(check_content(ANY, "me.png", "application/octet-stream", png_bytes()), "image/png")
+
+    def test_empty_declared_type_says_nothing(self) -> None:
+        self.assertEqual(check_content(ANY, "cv.pdf", "", pdf_bytes()), "application/pdf")
+
+    def test_unknown_vendor_type_says_nothing(self) -> None:
+        self.assertEqual(check_content(ANY, "scan.pdf", "application/x-vendor-scan", pdf_bytes()), "application/pdf")
+
+    def test_pjpeg_declared_jpeg_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "me.jpg", "image/pjpeg", jpeg_bytes()), "image/jpeg")
+
+    def test_image_jpg_declared_jpeg_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "me.jpeg", "image/jpg", jpeg_bytes()), "image/jpeg")
+
+    def test_jfif_named_jpeg_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "download.jfif", "image/jpeg", jpeg_bytes()), "image/jpeg")
+
+    def test_x_png_declared_png_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "me.png", "image/x-png", png_bytes()), "image/png")
+
+    def test_windows_zip_type_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "a.zip", "application/x-zip-compressed", zip_bytes()), "application/zip")
+
+    def test_docx_declared_as_zip_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "cv.docx", "application/zip", docx_bytes()), DOCX_MIME)
+
+    def test_docx_declared_as_windows_zip_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "cv.docx", "application/x-zip-compressed", docx_bytes()), DOCX_MIME)
+
+    def test_docx_declared_as_docx_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "cv.docx", DOCX_MIME, docx_bytes()), DOCX_MIME)
+
+    def test_xlsm_declared_macro_enabled_passes(self) -> None:
+        self.assertIsNotNone(check_content(ANY, "book.xlsm", "application/vnd.ms-excel.sheet.macroEnabled.12",
+                                           docx_bytes()))
+
+    def test_csv_declared_text_plain_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "data.csv", "text/plain", b"a,b\n1,2\n"))
+
+    def test_csv_declared_as_excel_by_windows_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "data.csv", "application/vnd.ms-excel", b"a,b\n1,2\n"))
+
+    def test_csv_declared_application_csv_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "data.csv", "application/csv", b"a,b\n1,2\n"))
+
+    def test_csv_starting_like_a_bitmap_passes(self) -> None:
+        # filetype calls anything starting "BM" a BMP: a CSV of car sales must not be refused for it.
+        self.assertIsNone(check_content(ANY, "sales.csv", "text/csv", b"BMW,2024,17\nAudi,2024,12\n"))
+
+    def test_text_starting_like_an_executable_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "notes.txt", "text/plain", b"MZ notes from the meeting\n"))
+
+    def test_latin1_text_starting_like_mp3_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "tags.txt", "text/plain", "ID3 balises \xe9t\xe9\n".encode("latin-1")))
+
+    def test_utf16_text_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "notes.txt", "text/plain", "h\u00e9llo".encode("utf-16")))
+
+    def test_json_declared_application_json_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "data.json", "application/json", b'{"a": 1}'))
+
+    def test_markdown_declared_text_markdown_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "README.md", "text/markdown", b"# Title\n\nSome *text*.\n"))
+
+    def test_typescript_declared_as_mpeg_ts_passes(self) -> None:
+        # Browsers map .ts to video/mp2t; a TypeScript file has no MPEG-TS signature and must not be refused.
+        self.assertIsNone(check_content(ANY, "app.ts", "video/mp2t", b"export const a: number = 1;\n"))
+
+    def test_ole_word_document_not_recognised_by_filetype_passes(self) -> None:
+        ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600
+        self.assertEqual(check_content(ANY, "old.doc", "application/msword", ole), "application/x-ole-storage")
+
+    def test_rtf_saved_as_doc_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "letter.doc", "application/msword", b"{\\rtf1\\ansi hello}"),
+                         "application/rtf")
+
+    def test_illustrator_file_is_pdf_inside(self) -> None:
+        self.assertEqual(check_content(ANY, "logo.ai", "application/postscript", pdf_bytes()), "application/pdf")
+
+    def test_heic_declared_heif_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "IMG_1.HEIC", "image/heif", heic_bytes()), "image/heic")
+
+    def test_mov_declared_quicktime_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "clip.MOV", "video/quicktime", mov_bytes()), "video/quicktime")
+
+    def test_tarball_declared_as_tar_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "src.tar.gz", "application/x-tar", gzip_bytes()), "application/gzip")
+
+    def test_tgz_declared_as_windows_compressed_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "src.tgz", "application/x-compressed", gzip_bytes()), "application/gzip")
+
+    def test_camera_raw_with_unknown_extension_passes(self) -> None:
+        # A DNG is TIFF inside; an extension no table knows says nothing checkable.
+        self.assertEqual(check_content(ANY, "IMG_0001.DNG", "image/x-adobe-dng", b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64),
+                         "image/tiff")
+
+    def test_gzipped_text_declared_as_its_inner_type_passes(self) -> None:
+        # Python's mimetypes (and so the CLI) declares notes.txt.gz as text/plain, with gzip as its "encoding".
+        self.assertEqual(check_content(ANY, "notes.txt.gz", "text/plain", gzip_bytes()), "application/gzip")
+
+    def test_png_bytes_named_gz_are_type_mismatch_whatever_the_declared_type(self) -> None:
+        self.assertMismatch("notes.txt.gz", "text/plain", png_bytes())
+
+    def test_batch_file_declared_as_a_dos_program_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "build.bat", "application/x-msdos-program", b"@echo off\r\n"))
+
+    def test_ssh_public_key_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "id_ed25519.pub", "", b"ssh-ed25519 AAAAC3Nza me@host\n"))
+
+    def test_text_message_catalogue_named_msg_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "it.msg", "", b'namespace eval ::tk { ::msgcat::mcset it "&Abort" }\n'))
+
+    def test_graphviz_file_named_dot_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "deps.dot", "text/vnd.graphviz", b"digraph { a -> b }\n"))
+
+    def test_tab_separated_export_named_xls_passes(self) -> None:
+        self.assertIsNone(check_content(ANY, "export.xls", "application/vnd.ms-excel", b"name\tsize\na\t1\n"))
+
+    def test_png_bytes_named_xls_are_type_mismatch(self) -> None:
+        self.assertMismatch("export.xls", "application/vnd.ms-excel", png_bytes())
+
+    def test_an_unfamiliar_text_type_says_nothing(self) -> None:
+        # Debian's mime.types files ar archives (.a) under text/vnd.a, so a CLI guessing from it declares that.
+        self.assertEqual(check_content(ANY, "libfoo.a", "text/vnd.a", b"!<arch>\n" + b"\x00" * 60),
+                         "application/x-unix-archive")
+
+    def test_png_declared_apng_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "anim.png", "image/apng", png_bytes()), "image/png")
+
+    def test_webp_declared_webp_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "me.webp", "image/webp", webp_bytes()), "image/webp")
+
+    def test_gif_declared_gif_passes(self) -> None:
+        self.assertEqual(check_content(ANY, "anim.gif", "image/gif", gif_bytes()), "image/gif")
+
+
+class ContentFuzzTests(TestCase):
+    """Whatever the bytes, name and declared type, the check answers with a detected type or an UploadError."""
+
+    @fuzz
+    @given(st.binary(max_size=600), st.sampled_from(["a.png", "a.csv", "a", "a.bin", "a.doc", "a.tar.gz"]),
+           st.sampled_from(["", "image/png", "text/plain", "application/vnd.ms-excel", "x/y", "text/html"]))
+    def test_any_input_gets_a_type_or_a_named_refusal(self, head: bytes, name: str, mime: str) -> None:
+        try:
+            result = check_content(ANY, name, mime, head)
+        except UploadError as error:
+            self.assertIn(error.code, {ErrorCode.TYPE_MISMATCH, ErrorCode.ACTIVE_CONTENT})
+        else:
+            self.assertTrue(result is None or "/" in result)
 
 
 class ActiveContentTests(TestCase):
@@ -168,6 +379,68 @@ class ActiveContentTests(TestCase):
 
     def test_text_mentioning_html_later_is_not_active_content(self) -> None:
         self.assertFalse(is_active_content(b"This note explains the <html> element."))
+
+    def test_extensionless_img_onerror_is_active_content(self) -> None:
+        self.assertActiveContent("avatar", "", b"<img src=x onerror=alert(document.cookie)>")
+
+    def test_img_onerror_named_bin_is_active_content(self) -> None:
+        self.assertActiveContent("blob.bin", "application/octet-stream", b"<IMG SRC=x ONERROR=alert(1)>")
+
+    def test_every_whatwg_html_sniffing_pattern_is_active_content(self) -> None:
+        for tag in ("!DOCTYPE HTML", "HTML", "HEAD", "SCRIPT", "IFRAME", "H1", "DIV", "FONT", "TABLE", "A", "STYLE",
+                    "TITLE", "B", "BODY", "BR", "P", "!--"):
+            for terminator in (" ", ">"):
+                head = f"\n <{tag}{terminator}x".encode()
+                self.assertTrue(is_active_content(head), head)
+                self.assertTrue(is_active_content(head.lower()), head.lower())
+
+    def test_comment_start_is_active_content(self) -> None:
+        self.assertActiveContent("readme", "", b"<!-- a comment --> then plain words")
+
+    def test_svg_with_slash_onload_is_active_content(self) -> None:
+        self.assertActiveContent("x", "", b"<svg/onload=alert(1)>")
+
+    def test_object_and_embed_are_active_content(self) -> None:
+        self.assertTrue(is_active_content(b"<object data=x.swf>"))
+        self.assertTrue(is_active_content(b"<embed src=x>"))
+
+    def test_utf16_html_is_active_content(self) -> None:
+        self.assertActiveContent("page", "", "<html><script>alert(1)</script>".encode("utf-16"))
+
+    def test_xml_with_an_xhtml_script_is_active_content(self) -> None:
+        self.assertActiveContent("feed.xml", "text/xml", b'<?xml version="1.0"?><x:script '
+                                 b'xmlns:x="http://www.w3.org/1999/xhtml">alert(1)</x:script>')
+
+    def test_xml_with_a_stylesheet_is_active_content(self) -> None:
+        self.assertActiveContent("data.xml", "text/xml", b'<?xml version="1.0"?>\n'
+                                 b'<?xml-stylesheet type="text/xsl" href="#x"?><doc/>')
+
+    def test_xml_without_a_declaration_using_the_svg_namespace_is_active_content(self) -> None:
+        self.assertActiveContent("x.xml", "text/xml", b'<g xmlns="http://www.w3.org/2000/svg"><script/></g>')
+
+    def test_rss_feed_mentioning_javascript_is_not_active_content(self) -> None:
+        self.assertFalse(is_active_content(b'<?xml version="1.0"?><rss><channel><title>JavaScript tips</title>'
+                                           b'<description>Scripts on the web</description></channel></rss>'))
+
+    def test_text_mentioning_bold_later_is_not_active_content(self) -> None:
+        self.assertIsNone(check_content(ANY, "notes.txt", "text/plain", b"Use <b> for bold and <p> for text."))
+
+    def test_csv_is_not_active_content(self) -> None:
+        self.assertIsNone(check_content(ANY, "data.csv", "text/csv", b'name,html\n"a","<b>x</b>"\n'))
+
+    def test_angle_bracket_placeholder_text_is_not_active_content(self) -> None:
+        self.assertFalse(is_active_content(b"<name> is replaced by the user's name.\n"))
+
+    def test_comment_on_its_own_line_is_not_sniffed_as_html(self) -> None:
+        # WHATWG: "<!--" counts only when followed by a space or ">"; Markdown often starts with "<!--\n".
+        self.assertFalse(is_active_content(b"<!--\n  maintainer notes\n-->\n# Title\n"))
+
+    def test_xml_with_elements_named_object_is_not_active_content(self) -> None:
+        self.assertFalse(is_active_content(b'<?xml version="1.0"?><interface><object class="GtkWindow"/>'
+                                           b'</interface>'))
+
+    def test_tag_name_prefix_is_not_a_tag(self) -> None:
+        self.assertFalse(is_active_content(b"<bold claim> and <abbreviations> are words here"))
 
     def test_svg_name_allowed_with_allow_active_content(self) -> None:
         self.assertIsNone(check_announce(ACTIVE_OK, "logo.svg", "image/svg+xml", 10))

@@ -70,6 +70,27 @@ class RewriteTests(unittest.TestCase):
         out = rewrite(source)
         self.assertTrue(out.startswith("<p>é\nü</p>\n  <form dj-submit=\"s\" method=\"post\""))
 
+    def test_forms_without_an_action_post_to_the_given_view_url(self):
+        out = rewrite_directives('<form dj-submit="save"></form><form dj-submit="x" action="/elsewhere/"></form>'
+                                 '<input type="file" dj-upload="avatar">', "V1", "CSRF", SLOTS,
+                                 action="/profile/?a=1&dj_view=V1")
+        self.assertIn('<form dj-submit="save" method="post" enctype="multipart/form-data" '
+                      'action="/profile/?a=1&amp;dj_view=V1">', out)
+        self.assertIn('action="/elsewhere/"', out)
+        self.assertIn('enctype="multipart/form-data" action="/profile/?a=1&amp;dj_view=V1" hidden>', out)
+
+    def test_refusals_are_listed_after_the_slots_first_file_input(self):
+        out = rewrite_directives('<p><input type="file" dj-upload="avatar"></p><input type="file" dj-upload="avatar">',
+                                 "V1", "CSRF", SLOTS, refusals={"avatar": ["<b>.png: The file is larger than allowed."]})
+        self.assertEqual(out.count('class="upload-errors"'), 1)
+        self.assertIn('form="dj-form-V1"><span class="upload-errors" role="alert" data-dj-upload-errors="avatar">'
+                      '<span class="upload-error">&lt;b&gt;.png: The file is larger than allowed.</span></span></p>',
+                      out)
+
+    def test_refusals_of_a_slot_without_an_input_lead_the_view(self):
+        out = rewrite_directives("<p>hi</p>", "V1", "CSRF", SLOTS, refusals={"docs": ["a.pdf: Too many files."]})
+        self.assertTrue(out.startswith('<span class="upload-errors" role="alert" data-dj-upload-errors="docs">'))
+
     def test_document_shape_finds_the_body_of_a_whole_page_and_nothing_in_a_fragment(self):
         page = "<html><head><title>t</title></head><body class=x><p>hi</p></body></html>"
         shape = document_shape(page)

@@ -107,3 +107,24 @@ class RunserverTests(unittest.TestCase):
         self.assertEqual(status, 200, body[:300])
         self.assertIn(b'src="/media/avatars/rs', body)
         self.assertTrue(list((self.workdir / "media" / "avatars").glob("rs*.png")))
+
+    @inlineCallbacks
+    def test_media_served_by_runserver_is_never_rendered_as_html(self):
+        import gzip
+
+        from .test_twistd import fetch
+
+        media = self.workdir / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        (media / "avatar").write_bytes(b"<img src=x onerror=alert(document.cookie)>")
+        (media / "page.html.gz").write_bytes(gzip.compress(b"<script>alert(1)</script>"))
+        yield in_thread(wait_for_port, self.page_port, self.process)
+        base = f"http://127.0.0.1:{self.page_port}/media"
+        status, headers, _ = yield in_thread(fetch, f"{base}/avatar")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "application/octet-stream")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"), headers)
+        status, headers, _ = yield in_thread(fetch, f"{base}/page.html.gz")
+        self.assertNotIn("content-encoding", headers)
+        self.assertTrue(headers["content-disposition"].startswith("attachment;"), headers)
