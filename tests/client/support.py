@@ -1,0 +1,177 @@
+"""For the client's tests: the CLI as a real subprocess, and scripted peers on loopback that a real server cannot
+(yet) be made to imitate — one that says nothing at all, one that moves an entry to another connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import protocol, reactor
+from twisted.internet.defer import Deferred
+from twisted.trial import unittest
+
+from twisted_uploads import SUBPROTOCOL
+from twisted_uploads.codec import decode_chunk
+
+#: A test that would hang on a client that hangs: trial fails it after this many seconds instead.
+HANG_DEADLINE = 10.0
+
+
+def deadline(seconds: float = HANG_DEADLINE) -> Callable[[Any], Any]:
+    """Give one test method trial's ``timeout``: a hang becomes a failure within ``seconds``."""
+
+    def mark(method: Any) -> Any:
+        method.timeout = seconds
+        return method
+
+    return mark
+
+
+@dataclass
+class CliRun:
+    """How one run of ``python -m twisted_uploads`` ended."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+class _Collect(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        self.ended: Deferred[CliRun] = Deferred()
+        self.running = True
+
+    def outReceived(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err.append(data)
+
+    def processEnded(self, reason: Any) -> None:
+        self.running = False
+        status = reason.value.exitCode
+        if status is None:
+            status = -(reason.value.signal or 0)
+        self.ended.callback(CliRun(status, b"".join(self.out).decode(), b"".join(self.err).decode()))
+
+
+def run_cli(test: unittest.TestCase, *args: str, env: dict[str, str] | None = None) -> "Deferred[CliRun]":
+    """Start the CLI with ``args``; the Deferred fires when it exits. A run still alive at cleanup is killed."""
+    collect = _Collect()
+    environment = {key: value for key, value in os.environ.items() if key != "TWISTED_UPLOADS_SECRET"}
+    environment.update(env or {})
+    transport = reactor.spawnProcess(collect, sys.executable, [sys.executable, "-m", "twisted_uploads", *args],
+                                     env=environment)
+
+    def stop() -> Deferred | None:
+        if not collect.running:
+            return None
+        transport.signalProcess("KILL")
+        return collect.ended
+
+    test.addCleanup(stop)
+    return collect.ended
+
+
+def listen(test: unittest.TestCase, factory: protocol.Factory) -> int:
+    """Listen on 127.0.0.1:0 for the length of the test; the port number."""
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    test.addCleanup(port.stopListening)
+    return port.getHost().port
+
+
+class _Silent(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)
+        if not self.factory.accepted.called:
+            self.factory.accepted.callback(self)
+
+
+class SilentServer(protocol.Factory):
+    """Accepts TCP connections and never answers: a server that hangs, or a firewall that swallows packets."""
+
+    protocol = _Silent
+
+    def __init__(self) -> None:
+        self.connections: list[_Silent] = []
+        self.accepted: Deferred[_Silent] = Deferred()
+
+    def close_all(self) -> None:
+        for connection in self.connections:
+            if connection.transport is not None:
+                connection.transport.abortConnection()
+
+
+def closed_port(test: unittest.TestCase) -> int:
+    """A loopback port where nothing listens (it was just released)."""
+    port = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+    number = port.getHost().port
+    port.stopListening()
+    return number
+
+
+class _MovingProtocol(WebSocketServerProtocol):
+    factory: "MovingPeer"
+
+    def onConnect(self, request: Any) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        peer = self.factory
+        if isBinary:
+            entry, offset, data = decode_chunk(payload)
+            peer.frames.append((entry, offset, len(data), entry in peer.moved))
+            if entry not in peer.moved:
+                peer.moved.add(entry)
+                self.send({"type": "moved", "entry": entry, "ref": peer.refs[entry]})
+                # A client that missed the move would take this ack as room to send one more chunk.
+                self.send({"type": "ack", "entry": entry, "offset": offset + len(data)})
+            return
+        message = json.loads(payload)
+        peer.received.append(message)
+        if message["type"] == "auth":
+            self.send({"type": "welcome", "protocol": 1, "session": "s", "max_parallel": 8, "max_frame": 1 << 20,
+                       "entries": [], "slots": {"files": {"chunk_size": peer.chunk_size}}})
+        elif message["type"] == "announce":
+            entry = 100 + len(peer.refs)
+            peer.refs[entry] = message["ref"]
+            self.send({"type": "accepted", "ref": message["ref"], "entry": entry, "offset": 0,
+                       "window": 4 * peer.chunk_size, "chunk_size": peer.chunk_size})
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sendMessage(json.dumps(message).encode(), isBinary=False)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.factory.closed.called:
+            self.factory.closed.callback(code)
+
+
+class MovingPeer(WebSocketServerFactory):
+    """Speaks the protocol like a server whose every entry another connection takes over after its first chunk.
+
+    The real server tells the old connection ``moved`` when a second connection resumes its entry; this peer does
+    it on cue, so the client's side is tested whichever server it runs against.
+    """
+
+    protocol = _MovingProtocol
+
+    def __init__(self, chunk_size: int = 1024) -> None:
+        super().__init__()
+        self.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        self.chunk_size = chunk_size
+        self.refs: dict[int, str] = {}
+        self.moved: set[int] = set()
+        self.frames: list[tuple[int, int, int, bool]] = []
+        self.received: list[dict[str, Any]] = []
+        self.closed: Deferred[int | None] = Deferred()
