@@ -68,6 +68,12 @@ class _Collect(protocol.ProcessProtocol):
 
 def run_cli(test: unittest.TestCase, *args: str, env: dict[str, str] | None = None) -> "Deferred[CliRun]":
     """Start the CLI with ``args``; the Deferred fires when it exits. A run still alive at cleanup is killed."""
+    return start_cli(test, *args, env=env)[1]
+
+
+def start_cli(test: unittest.TestCase, *args: str,
+              env: dict[str, str] | None = None) -> "tuple[Any, Deferred[CliRun]]":
+    """Like :func:`run_cli`, also returning the process transport (to signal it)."""
     collect = _Collect()
     environment = {key: value for key, value in os.environ.items() if key != "TWISTED_UPLOADS_SECRET"}
     environment.update(env or {})
@@ -81,7 +87,7 @@ def run_cli(test: unittest.TestCase, *args: str, env: dict[str, str] | None = No
         return collect.ended
 
     test.addCleanup(stop)
-    return collect.ended
+    return transport, collect.ended
 
 
 def listen(test: unittest.TestCase, factory: protocol.Factory) -> int:
@@ -121,8 +127,8 @@ def closed_port(test: unittest.TestCase) -> int:
     return number
 
 
-class _MovingProtocol(WebSocketServerProtocol):
-    factory: "MovingPeer"
+class _PeerProtocol(WebSocketServerProtocol):
+    factory: "ScriptedPeer"
 
     def onConnect(self, request: Any) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
@@ -131,12 +137,7 @@ class _MovingProtocol(WebSocketServerProtocol):
         peer = self.factory
         if isBinary:
             entry, offset, data = decode_chunk(payload)
-            peer.frames.append((entry, offset, len(data), entry in peer.moved))
-            if entry not in peer.moved:
-                peer.moved.add(entry)
-                self.send({"type": "moved", "entry": entry, "ref": peer.refs[entry]})
-                # A client that missed the move would take this ack as room to send one more chunk.
-                self.send({"type": "ack", "entry": entry, "offset": offset + len(data)})
+            peer.on_chunk(self, entry, offset, bytes(data))
             return
         message = json.loads(payload)
         peer.received.append(message)
@@ -144,10 +145,7 @@ class _MovingProtocol(WebSocketServerProtocol):
             self.send({"type": "welcome", "protocol": 1, "session": "s", "max_parallel": 8, "max_frame": 1 << 20,
                        "entries": [], "slots": {"files": {"chunk_size": peer.chunk_size}}})
         elif message["type"] == "announce":
-            entry = 100 + len(peer.refs)
-            peer.refs[entry] = message["ref"]
-            self.send({"type": "accepted", "ref": message["ref"], "entry": entry, "offset": 0,
-                       "window": 4 * peer.chunk_size, "chunk_size": peer.chunk_size})
+            peer.on_announce(self, message)
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendMessage(json.dumps(message).encode(), isBinary=False)
@@ -157,21 +155,55 @@ class _MovingProtocol(WebSocketServerProtocol):
             self.factory.closed.callback(code)
 
 
-class MovingPeer(WebSocketServerFactory):
-    """Speaks the protocol like a server whose every entry another connection takes over after its first chunk.
+class ScriptedPeer(WebSocketServerFactory):
+    """Speaks the protocol's handshake and ``welcome`` like a server; subclasses script the rest."""
 
-    The real server tells the old connection ``moved`` when a second connection resumes its entry; this peer does
-    it on cue, so the client's side is tested whichever server it runs against.
-    """
-
-    protocol = _MovingProtocol
+    protocol = _PeerProtocol
 
     def __init__(self, chunk_size: int = 1024) -> None:
         super().__init__()
         self.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
         self.chunk_size = chunk_size
+        self.received: list[dict[str, Any]] = []
+        self.closed: Deferred[int | None] = Deferred()
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class MovingPeer(ScriptedPeer):
+    """A server whose every entry another connection takes over after its first chunk.
+
+    The real server tells the old connection ``moved`` when a second connection resumes its entry; this peer does
+    it on cue, so the client's side is tested whichever server it runs against.
+    """
+
+    def __init__(self, chunk_size: int = 1024) -> None:
+        super().__init__(chunk_size)
         self.refs: dict[int, str] = {}
         self.moved: set[int] = set()
         self.frames: list[tuple[int, int, int, bool]] = []
-        self.received: list[dict[str, Any]] = []
-        self.closed: Deferred[int | None] = Deferred()
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        entry = 100 + len(self.refs)
+        self.refs[entry] = message["ref"]
+        protocol.send({"type": "accepted", "ref": message["ref"], "entry": entry, "offset": 0,
+                       "window": 4 * self.chunk_size, "chunk_size": self.chunk_size})
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        self.frames.append((entry, offset, len(data), entry in self.moved))
+        if entry not in self.moved:
+            self.moved.add(entry)
+            protocol.send({"type": "moved", "entry": entry, "ref": self.refs[entry]})
+            # A client that missed the move would take this ack as room to send one more chunk.
+            protocol.send({"type": "ack", "entry": entry, "offset": offset + len(data)})
+
+
+class BusyPeer(ScriptedPeer):
+    """A server busy for reasons of its own: every announce is answered ``server_busy``."""
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        protocol.send({"type": "rejected", "ref": message["ref"], "code": "server_busy", "message": "busy"})

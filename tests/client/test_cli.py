@@ -18,7 +18,7 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import SECRET, ServerTestCase
-from .support import MovingPeer, SilentServer, closed_port, deadline, listen, run_cli
+from .support import MovingPeer, SilentServer, closed_port, deadline, listen, run_cli, start_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,6 +133,19 @@ class UploadCommandTests(ServerTestCase):
         self.assertEqual(run.status, 3)
         self.assertEqual(run.stderr_lines, [f"error: unreachable: cannot reach {url}: no answer from {url} within "
                                             f"0.5 s (1 attempt)"])
+
+    @deadline()
+    @inlineCallbacks
+    def test_ctrl_c_ends_the_run_with_130(self):
+        silent = SilentServer()
+        self.addCleanup(silent.close_all)
+        url = f"ws://127.0.0.1:{listen(self, silent)}/uploads/ws"
+        process, ended = start_cli(self, "upload", str(self.make_file(100)), "--url", url, "--token", "t",
+                                   "--no-progress")
+        yield silent.accepted
+        process.signalProcess("INT")
+        run = yield ended
+        self.assertEqual((run.status, run.stderr_lines), (130, ["error: interrupted"]))
 
     @deadline()
     @inlineCallbacks

@@ -15,7 +15,7 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import MovingPeer, SilentServer, deadline, listen
+from .support import BusyPeer, MovingPeer, SilentServer, deadline, listen
 
 
 def sha256_file(path) -> str:
@@ -116,6 +116,16 @@ class MaxParallelTests(ServerTestCase):
         self.assertEqual([(r.status, r.code) for r in results], [("complete", None)] * 9)
         self.assertEqual([r.sha256 for r in results], [sha256_file(s) for s in sources])
         self.assertIsNone(client.failure)
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_server_busy_with_nothing_of_ours_running_is_retried_a_bounded_number_of_times(self):
+        peer = BusyPeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        client = UploadClient(url, "token", max_retries=2)
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
+        self.assertEqual((result.status, result.code), ("error", "server_busy"))
+        self.assertEqual([m["type"] for m in peer.received], ["auth", "announce", "announce", "announce"])
 
 
 class MovedTests(ServerTestCase):

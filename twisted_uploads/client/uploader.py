@@ -225,6 +225,7 @@ class UploadClient:
         self._close_timer: Any = None
         self._connect_timer: Any = None
         self._retry_timer: Any = None
+        self._busy_timer: Any = None
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -487,7 +488,8 @@ class UploadClient:
         if self._busy_waits > self.max_retries:
             self._finish(upload, "error", ErrorCode.SERVER_BUSY.value, why)
             return
-        self.clock.callLater(self._backoff(self._busy_waits), self._pump)
+        if self._busy_timer is None or not self._busy_timer.active():
+            self._busy_timer = self.clock.callLater(self._backoff(self._busy_waits), self._pump)
 
     # -- sending -------------------------------------------------------------------------------------------
 
@@ -572,9 +574,9 @@ class UploadClient:
             # A socket still connecting or handshaking: nothing left to send on it.
             attempt, self._attempt = self._attempt, None
             attempt.abort()
-        for timer in (self._connect_timer, self._retry_timer):
+        for timer in (self._connect_timer, self._retry_timer, self._busy_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._connect_timer = self._retry_timer = None
+        self._connect_timer = self._retry_timer = self._busy_timer = None
         done, self._done = self._done, None
         done.callback([f.result for f in self.files if f.result is not None])
