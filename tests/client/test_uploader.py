@@ -169,3 +169,16 @@ class MovedTests(ServerTestCase):
         [first_result] = yield first_done
         self.assertEqual((first_result.status, second_result.status), ("moved", "complete"))
         self.assertEqual(second_result.sha256, sha256_file(source))
+
+
+class WindowTests(ServerTestCase):
+    """A window of our own, smaller than the server's, still reaches the server's next ack."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_window_below_a_quarter_of_the_servers_still_completes(self):
+        source = self.make_file(3 * 1024 * 1024)
+        client = UploadClient(self.url, self.token(files=SlotConfig(max_file_size=10**8)), window_chunks=1)
+        [result] = yield client.upload([FileUpload.from_path(source, "files")])
+        self.assertTrue(result.ok)
+        self.assertEqual(result.sha256, sha256_file(source))

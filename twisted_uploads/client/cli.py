@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--parallel", type=_argument(_positive_int), default=4,
                         help="files uploading at once (default 4; never more than the server's max_parallel)")
     upload.add_argument("--window", type=_argument(_positive_int), default=None,
-                        help="flow-control window in chunks (default: the server's)")
+                        help="flow-control window in chunks (default: the server's; at least a quarter of it)")
     upload.add_argument("--retries", type=_argument(_count), default=MAX_RETRIES,
                         help=f"connection attempts in a row that may fail before giving up (default {MAX_RETRIES})")
     upload.add_argument("--connect-timeout", type=_argument(_seconds), default=CONNECT_TIMEOUT, metavar="SECONDS",

@@ -399,7 +399,10 @@ class UploadClient:
         upload.chunk_size = message["chunk_size"]
         window = message["window"]
         if self.window_chunks:
-            window = min(window, self.window_chunks * upload.chunk_size)
+            # The server acks every quarter of the window it granted (protocol §5): a smaller window of ours
+            # would stop short of the next ack and wait for it forever.
+            ack_step = max(upload.chunk_size, window // 4)
+            window = max(min(window, self.window_chunks * upload.chunk_size), ack_step)
         upload.window = max(window, upload.chunk_size)
         upload.status = "uploading"
         self._failures = 0
