@@ -391,8 +391,10 @@ class UploadClient:
                          f"the token grants {len(names)} upload slots ({granted}); choose one")
 
     def _on_accepted(self, message: dict[str, Any]) -> None:
-        upload = next((f for f in self.files if f.ref == message["ref"] and not f.finished), None)
-        if upload is None:
+        # A resume is answered for its entry id (its ref may be another client's, if it announced the entry).
+        upload = self._by_entry(message["entry"]) or next(
+            (f for f in self.files if f.entry_id is None and f.ref == message["ref"]), None)
+        if upload is None or upload.finished:
             return
         upload.entry_id = message["entry"]
         upload.sent = upload.acked = message["offset"]
