@@ -146,6 +146,8 @@ class _PeerProtocol(WebSocketServerProtocol):
                        "entries": [], "slots": {"files": {"chunk_size": peer.chunk_size}}})
         elif message["type"] == "announce":
             peer.on_announce(self, message)
+        elif message["type"] == "resume":
+            peer.on_resume(self, message)
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendMessage(json.dumps(message).encode(), isBinary=False)
@@ -171,6 +173,9 @@ class ScriptedPeer(WebSocketServerFactory):
         raise NotImplementedError
 
     def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_resume(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
 
@@ -207,3 +212,28 @@ class BusyPeer(ScriptedPeer):
 
     def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
         protocol.send({"type": "rejected", "ref": message["ref"], "code": "server_busy", "message": "busy"})
+
+
+class DroppingPeer(ScriptedPeer):
+    """A server that accepts every file, then drops the connection at its first chunk, storing nothing."""
+
+    def __init__(self, chunk_size: int = 1024) -> None:
+        super().__init__(chunk_size)
+        self.connections = 0
+        self.refs: dict[int, str] = {}
+
+    def accept(self, protocol: _PeerProtocol, entry: int) -> None:
+        protocol.send({"type": "accepted", "ref": self.refs[entry], "entry": entry, "offset": 0,
+                       "window": 4 * self.chunk_size, "chunk_size": self.chunk_size})
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        entry = 200 + len(self.refs)
+        self.refs[entry] = message["ref"]
+        self.accept(protocol, entry)
+
+    def on_resume(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        self.accept(protocol, message["entry"])
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        self.connections += 1
+        protocol.dropConnection(abort=True)

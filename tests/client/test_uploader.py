@@ -15,7 +15,7 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import BusyPeer, MovingPeer, SilentServer, deadline, listen
+from .support import BusyPeer, DroppingPeer, MovingPeer, SilentServer, deadline, listen
 
 
 def sha256_file(path) -> str:
@@ -58,6 +58,21 @@ class RefusalTests(ServerTestCase):
     def test_a_directory_is_refused_before_any_socket(self):
         with self.assertRaises(IsADirectoryError):
             FileUpload.from_path(self.make_file(1).parent, "files")
+
+
+class RetryTests(ServerTestCase):
+    """Only progress (bytes the server newly holds) resets the count of failed attempts."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_server_that_accepts_then_drops_every_time_is_given_up_on(self):
+        peer = DroppingPeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        client = UploadClient(url, "token", max_retries=2)
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(10_000), "files")])
+        self.assertEqual((result.code, client.reconnects), ("unreachable", 2))
+        self.assertIn("(3 attempts in a row)", result.message)
+        self.assertEqual([m["type"] for m in peer.received], ["auth", "announce", "auth", "resume", "auth", "resume"])
 
 
 class ConnectTimeoutTests(ServerTestCase):

@@ -397,6 +397,8 @@ class UploadClient:
         if upload is None or upload.finished:
             return
         upload.entry_id = message["entry"]
+        if message["offset"] > upload.acked:
+            self._failures = 0  # the server holds more than it had acknowledged: progress
         upload.sent = upload.acked = message["offset"]
         upload.chunk_size = message["chunk_size"]
         window = message["window"]
@@ -407,7 +409,6 @@ class UploadClient:
             window = max(min(window, self.window_chunks * upload.chunk_size), ack_step)
         upload.window = max(window, upload.chunk_size)
         upload.status = "uploading"
-        self._failures = 0
         self._send_chunks(upload)
 
     def _on_rejected(self, message: dict[str, Any]) -> None:
@@ -423,8 +424,9 @@ class UploadClient:
         upload = self._by_entry(message["entry"])
         if upload is None or upload.finished:
             return
-        upload.acked = max(upload.acked, message["offset"])
-        self._failures = 0
+        if message["offset"] > upload.acked:
+            upload.acked = message["offset"]
+            self._failures = 0
         if self.on_progress is not None:
             self.on_progress(upload)
         self._send_chunks(upload)
@@ -434,7 +436,7 @@ class UploadClient:
         if upload is None or upload.finished:
             return
         upload.acked = upload.sent = upload.size
-        self._busy_waits = 0
+        self._busy_waits = self._failures = 0
         try:
             if upload._hashed < upload.size:
                 self._hash_rest(upload)
