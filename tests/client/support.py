@@ -237,3 +237,15 @@ class DroppingPeer(ScriptedPeer):
     def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
         self.connections += 1
         protocol.dropConnection(abort=True)
+
+
+class StallingPeer(DroppingPeer):
+    """A server that accepts every file and then says nothing more, with the socket left open."""
+
+    def __init__(self, chunk_size: int = 1024) -> None:
+        super().__init__(chunk_size)
+        self.first_chunk: Deferred[int] = Deferred()
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        if not self.first_chunk.called:
+            self.first_chunk.callback(entry)

@@ -15,7 +15,7 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import BusyPeer, DroppingPeer, MovingPeer, SilentServer, deadline, listen
+from .support import BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer, deadline, listen
 
 
 def sha256_file(path) -> str:
@@ -73,6 +73,26 @@ class RetryTests(ServerTestCase):
         self.assertEqual((result.code, client.reconnects), ("unreachable", 2))
         self.assertIn("(3 attempts in a row)", result.message)
         self.assertEqual([m["type"] for m in peer.received], ["auth", "announce", "auth", "resume", "auth", "resume"])
+
+
+class StallTests(ServerTestCase):
+    """An open connection on which the server falls silent while we wait is dropped after ``stall_timeout``."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_server_silent_after_accepting_is_dropped_when_the_clock_passes_the_stall_timeout(self):
+        peer = StallingPeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        clock = Clock()
+        client = UploadClient(url, "token", clock=clock, stall_timeout=30, max_retries=0)
+        done = client.upload([FileUpload.from_path(self.make_file(100_000), "files")])
+        yield peer.first_chunk
+        clock.advance(29.9)
+        self.assertFalse(done.called)
+        clock.advance(0.1)
+        [result] = yield done
+        self.assertEqual(result.code, "unreachable")
+        self.assertIn("the server sent nothing for 30 s", result.message)
 
 
 class ConnectTimeoutTests(ServerTestCase):

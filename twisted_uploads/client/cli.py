@@ -21,7 +21,8 @@ from ..errors import MESSAGES, ErrorCode
 from ..tokens import make_token
 from .endpoint import check_url
 from .slotspec import parse_duration, parse_slot
-from .uploader import BACKOFF_FIRST, BACKOFF_MAX, CONNECT_TIMEOUT, MAX_RETRIES, FileUpload, UploadClient, UploadResult
+from .uploader import (BACKOFF_FIRST, BACKOFF_MAX, CONNECT_TIMEOUT, MAX_RETRIES, STALL_TIMEOUT, FileUpload,
+                       UploadClient, UploadResult)
 
 SECRET_ENV = "TWISTED_UPLOADS_SECRET"
 
@@ -91,9 +92,10 @@ stderr. A problem with the connection itself ends the run at once with one line 
 connecting:
   A refusal that retrying cannot change ends the run at once: HTTP 403 (forbidden_origin), HTTP 404 (wrong path;
   the default path {DEFAULT_WS_PATH} is used when the URL has none), close 4001 (invalid_token). Anything else
-  (connection refused, no answer within --connect-timeout, a dropped connection, HTTP 5xx) is retried --retries
-  times in a row with backoff ({BACKOFF_FIRST:g} s doubling up to {BACKOFF_MAX:g} s); any upload progress resets
-  the count, and files resume where the server has them.
+  (connection refused, no answer within --connect-timeout, a dropped connection, a connection silent for
+  --stall-timeout while the client waits, HTTP 5xx) is retried --retries times in a row with backoff
+  ({BACKOFF_FIRST:g} s doubling up to {BACKOFF_MAX:g} s); upload progress resets the count, and files resume where
+  the server has them.
 
 {_exit_table()}
 """
@@ -141,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--connect-timeout", type=_argument(_seconds), default=CONNECT_TIMEOUT, metavar="SECONDS",
                         help=f"time one attempt has to connect, open the WebSocket and be welcomed "
                              f"(default {CONNECT_TIMEOUT:g}; units s, m allowed)")
+    upload.add_argument("--stall-timeout", type=_argument(_seconds), default=STALL_TIMEOUT, metavar="SECONDS",
+                        help=f"time an open connection may stay silent while the client waits for the server "
+                             f"before it is dropped and retried (default {STALL_TIMEOUT:g})")
     upload.add_argument("--origin", default=None, help="Origin header to send (default: none)")
     upload.add_argument("--json", action="store_true", help="print one JSON object per file on stdout")
     upload.add_argument("--no-progress", action="store_true",
@@ -208,7 +213,7 @@ def run_upload(args: argparse.Namespace) -> int:
 
     client = UploadClient(url, args.token, parallel=args.parallel, window_chunks=args.window,
                           max_retries=args.retries, origin=args.origin, connect_timeout=args.connect_timeout,
-                          on_progress=progress)
+                          stall_timeout=args.stall_timeout, on_progress=progress)
     outcome: dict[str, Any] = {}
 
     def finished(results: Any) -> None:

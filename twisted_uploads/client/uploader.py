@@ -5,8 +5,9 @@ size. Progress comes from the server's acks (what the server stored), never from
 
 Every way a run can end is bounded: a connection attempt gets ``connect_timeout`` seconds to reach ``welcome``; a
 refusal that retrying cannot change (HTTP 403 or 404 at the handshake, close 4001 for the token) ends the run at
-once; anything else is retried ``max_retries`` times in a row with exponential backoff, then the run ends with
-``unreachable``. When the run ended because of the connection rather than a file, :attr:`UploadClient.failure`
+once; an open connection on which the server stays silent for ``stall_timeout`` while the client waits for it
+is dropped; anything else is retried ``max_retries`` times in a row with exponential backoff, then the run ends
+with ``unreachable``. When the run ended because of the connection rather than a file, :attr:`UploadClient.failure`
 says why.
 """
 
@@ -42,6 +43,10 @@ CLOSE_GRACE = 5.0
 
 #: Default seconds from starting a connection attempt to the server's ``welcome`` (TCP, handshake, auth).
 CONNECT_TIMEOUT = 10.0
+
+#: Default seconds an open connection may stay silent while the client waits for the server (an ack, an answer
+#: to an announce or resume) before it is taken for dead (a half-open socket, a stuck server) and replaced.
+STALL_TIMEOUT = 30.0
 
 #: Default connection attempts in a row that may fail, without any upload progress in between, before giving up.
 MAX_RETRIES = 5
@@ -191,10 +196,10 @@ class UploadClient:
 
     def __init__(self, url: str, token: str, *, reactor: Any = None, clock: Any = None, parallel: int = 4,
                  window_chunks: int | None = None, max_retries: int = MAX_RETRIES, origin: str | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT, stall_timeout: float = STALL_TIMEOUT,
                  on_progress: Callable[[FileUpload], None] | None = None) -> None:
-        if parallel < 1 or max_retries < 0 or connect_timeout <= 0:
-            raise ValueError("parallel must be at least 1, max_retries at least 0, connect_timeout positive")
+        if parallel < 1 or max_retries < 0 or connect_timeout <= 0 or stall_timeout <= 0:
+            raise ValueError("parallel must be at least 1, max_retries at least 0, the timeouts positive")
         clock = clock if clock is not None else reactor
         if clock is None:
             from twisted.internet import reactor as default_reactor
@@ -208,6 +213,7 @@ class UploadClient:
         self.max_retries = max_retries
         self.origin = origin
         self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
         self.on_progress = on_progress
         self.files: list[FileUpload] = []
         self.reconnects = 0
@@ -223,7 +229,7 @@ class UploadClient:
         self._done: Deferred[list[UploadResult]] | None = None
         self._fds: dict[str, int] = {}
         self._close_timer: Any = None
-        self._connect_timer: Any = None
+        self._answer_timer: Any = None
         self._retry_timer: Any = None
         self._busy_timer: Any = None
 
@@ -266,14 +272,22 @@ class UploadClient:
                                    maxMessagePayloadSize=MAX_FRAME, openHandshakeTimeout=0, closeHandshakeTimeout=0)
         self._attempt = factory
         self._welcomed = False
-        self._connect_timer = self.clock.callLater(self.connect_timeout, self._connect_timed_out, factory)
+        self._answer_timer = self.clock.callLater(self.connect_timeout, self._answer_overdue, factory)
         factory.connector = connectWS(factory, timeout=max(1, int(self.connect_timeout + 1)))
 
-    def _connect_timed_out(self, factory: _ClientFactory) -> None:
-        self._connect_timer = None
+    def _answer_overdue(self, factory: _ClientFactory) -> None:
+        """The server said nothing for too long: before ``welcome``, or while we wait for it on an open socket."""
+        self._answer_timer = None
         if factory is not self._attempt:
             return
-        self._closed(factory, None, f"no answer from {self.url} within {self.connect_timeout:g} s")
+        if not self._welcomed:
+            why = f"no answer from {self.url} within {self.connect_timeout:g} s"
+        elif any(f.status in ("announced", "uploading") for f in self.files):
+            why = f"the server sent nothing for {self.stall_timeout:g} s"
+        else:
+            self._answer_timer = self.clock.callLater(self.stall_timeout, self._answer_overdue, factory)
+            return
+        self._closed(factory, None, why)
         factory.abort()
 
     def _opened(self, factory: _ClientFactory, protocol: _ClientProtocol) -> None:
@@ -298,10 +312,10 @@ class UploadClient:
             return
         self._attempt = None
         self._protocol = None
-        for timer in (self._close_timer, self._connect_timer):
+        for timer in (self._close_timer, self._answer_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._close_timer = self._connect_timer = None
+        self._close_timer = self._answer_timer = None
         unfinished = [f for f in self.files if not f.finished]
         if not unfinished:
             self._check_done()
@@ -354,6 +368,9 @@ class UploadClient:
     def _message(self, factory: _ClientFactory, protocol: _ClientProtocol, payload: bytes) -> None:
         if factory is not self._attempt:
             return
+        if self._answer_timer is not None and self._answer_timer.active():
+            # Each message proves the connection alive: the next may take up to stall_timeout.
+            self._answer_timer.reset(self.stall_timeout)
         try:
             message = decode_message(payload, CLIENT_VIEW_OF_SERVER_MESSAGES)
         except UploadError as error:
@@ -369,9 +386,6 @@ class UploadClient:
 
     def _on_welcome(self, message: dict[str, Any]) -> None:
         self._welcomed = True
-        if self._connect_timer is not None and self._connect_timer.active():
-            self._connect_timer.cancel()
-        self._connect_timer = None
         self._max_parallel = min(self.parallel, message["max_parallel"])
         self._choose_slots(sorted(message["slots"]))
         self._pump()
@@ -581,9 +595,9 @@ class UploadClient:
             # A socket still connecting or handshaking: nothing left to send on it.
             attempt, self._attempt = self._attempt, None
             attempt.abort()
-        for timer in (self._connect_timer, self._retry_timer, self._busy_timer):
+        for timer in (self._answer_timer, self._retry_timer, self._busy_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._connect_timer = self._retry_timer = self._busy_timer = None
+        self._answer_timer = self._retry_timer = self._busy_timer = None
         done, self._done = self._done, None
         done.callback([f.result for f in self.files if f.result is not None])
