@@ -45,7 +45,7 @@ class CliRun:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-class _Collect(protocol.ProcessProtocol):
+class Collect(protocol.ProcessProtocol):
     def __init__(self) -> None:
         self.out: list[bytes] = []
         self.err: list[bytes] = []
@@ -71,14 +71,15 @@ def run_cli(test: unittest.TestCase, *args: str, env: dict[str, str] | None = No
     return start_cli(test, *args, env=env)[1]
 
 
-def start_cli(test: unittest.TestCase, *args: str,
-              env: dict[str, str] | None = None) -> "tuple[Any, Deferred[CliRun]]":
-    """Like :func:`run_cli`, also returning the process transport (to signal it)."""
-    collect = _Collect()
+def start_cli(test: unittest.TestCase, *args: str, env: dict[str, str] | None = None,
+              command: list[str] | None = None) -> "tuple[Any, Deferred[CliRun]]":
+    """Like :func:`run_cli`, also returning the process transport (to signal it); ``command`` replaces
+    ``python -m twisted_uploads`` (the console script)."""
+    collect = Collect()
     environment = {key: value for key, value in os.environ.items() if key != "TWISTED_UPLOADS_SECRET"}
     environment.update(env or {})
-    transport = reactor.spawnProcess(collect, sys.executable, [sys.executable, "-m", "twisted_uploads", *args],
-                                     env=environment)
+    argv = [*(command or [sys.executable, "-m", "twisted_uploads"]), *args]
+    transport = reactor.spawnProcess(collect, argv[0], argv, env=environment)
 
     def stop() -> Deferred | None:
         if not collect.running:

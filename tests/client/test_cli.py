@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 from twisted.internet.defer import inlineCallbacks
@@ -119,7 +120,8 @@ class UploadCommandTests(ServerTestCase):
         run = yield self.upload(str(source), "--url", url, "--retries", "2")
         self.assertEqual(run.status, 3)
         [line] = run.stderr_lines
-        self.assertRegex(line, rf"^error: unreachable: cannot reach {re.escape(url)}: .*refused.*\(3 attempts in a row\)$")
+        self.assertRegex(line, rf"^error: unreachable: cannot reach {re.escape(url)}: .*refused.*"
+                               rf"\(3 attempts in a row\)$")
 
     @deadline()
     @inlineCallbacks
@@ -264,6 +266,19 @@ class TokenCommandTests(ServerTestCase):
         self.assertEqual(run.status, 2)
         self.assertEqual(run.stderr_lines, ["error: token: pass --secret or set $TWISTED_UPLOADS_SECRET (the secret "
                                             "the server verifies with)"])
+
+
+class ConsoleScriptTests(unittest.TestCase):
+    """The installed ``twisted-uploads`` script is the same program, under its own name."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_the_console_script_runs_and_names_itself_in_usage(self):
+        script = Path(sys.executable).parent / "twisted-uploads"
+        self.assertTrue(script.exists(), f"{script} is not installed (setup.cfg console_scripts)")
+        run = yield start_cli(self, "upload", "--help", command=[str(script)])[1]
+        self.assertEqual(run.status, 0, run.stderr)
+        self.assertTrue(run.stdout.startswith("usage: twisted-uploads upload "), run.stdout[:80])
 
 
 class DocsTests(unittest.TestCase):

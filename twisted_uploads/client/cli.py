@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ from .uploader import (BACKOFF_FIRST, BACKOFF_MAX, CONNECT_TIMEOUT, MAX_RETRIES,
                        UploadClient, UploadResult)
 
 SECRET_ENV = "TWISTED_UPLOADS_SECRET"
+CONSOLE_SCRIPT = "twisted-uploads"
 
 EXIT_OK = 0
 EXIT_FILE_FAILED = 1
@@ -53,7 +55,9 @@ _FAILURE_EXITS = {ErrorCode.INVALID_TOKEN: EXIT_INVALID_TOKEN, ErrorCode.UNREACH
 
 
 def _exit_table() -> str:
-    return "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+    return "exit status:\n" + "\n".join(
+        textwrap.fill(text, 110, initial_indent=f"  {code:<4} ", subsequent_indent=" " * 7)
+        for code, text in EXIT_CODES.items())
 
 
 def _argument(parse: Any) -> Any:
@@ -121,7 +125,10 @@ The token is a bearer token: whoever holds it may upload to its session until it
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m twisted_uploads",
+    # The console script and ``python -m`` are the same program; usage lines name the one the user typed.
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = CONSOLE_SCRIPT if invoked == CONSOLE_SCRIPT else "python -m twisted_uploads"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Chunked, resumable uploads over WebSocket.",
                                      epilog=_exit_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .. import DEFAULT_WS_PATH
 from ..errors import ErrorCode, UploadError
 
-WEBSOCKET_SCHEMES = {"ws": "ws", "wss": "wss"}
+WEBSOCKET_SCHEMES = ("ws", "wss")
 #: What a user meant when they pasted a page's URL.
 _SUGGESTED_SCHEMES = {"http": "ws", "https": "wss"}
 

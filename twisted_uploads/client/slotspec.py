@@ -7,7 +7,7 @@ error is a ``ValueError`` whose text says what was wrong and what would be right
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ..slots import SlotConfig
