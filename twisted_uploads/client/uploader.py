@@ -2,6 +2,13 @@
 
 Files are read with ``os.pread`` one chunk at a time, so memory stays bounded by the window whatever the file
 size. Progress comes from the server's acks (what the server stored), never from bytes handed to the socket.
+
+Every way a run can end is bounded: a connection attempt gets ``connect_timeout`` seconds to reach ``welcome``; a
+refusal that retrying cannot change (HTTP 403 or 404 at the handshake, close 4001 for the token) ends the run at
+once; an open connection on which the server stays silent for ``stall_timeout`` while the client waits for it
+is dropped; anything else is retried ``max_retries`` times in a row with exponential backoff, then the run ends
+with ``unreachable``. When the run ended because of the connection rather than a file, :attr:`UploadClient.failure`
+says why.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import mimetypes
 import os
 import random
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,8 +29,9 @@ from twisted.logger import Logger
 
 from .. import SUBPROTOCOL
 from ..codec import HEADER_SIZE, SERVER_MESSAGES, decode_message, encode_chunk_header, encode_message
-from ..errors import CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR, ErrorCode, UploadError
+from ..errors import CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR, MESSAGES, ErrorCode, UploadError
 from ..slots import MAX_CHUNK_SIZE
+from .endpoint import Refusal, check_url, handshake_refusal
 
 log = Logger()
 
@@ -32,8 +41,31 @@ MAX_FRAME = MAX_CHUNK_SIZE + HEADER_SIZE
 #: Seconds the server gets to answer our close frame.
 CLOSE_GRACE = 5.0
 
+#: Default seconds from starting a connection attempt to the server's ``welcome`` (TCP, handshake, auth).
+CONNECT_TIMEOUT = 10.0
+
+#: Default seconds an open connection may stay silent while the client waits for the server (an ack, an answer
+#: to an announce or resume) before it is taken for dead (a half-open socket, a stuck server) and replaced.
+STALL_TIMEOUT = 30.0
+
+#: Default connection attempts in a row that may fail, without any upload progress in between, before giving up.
+MAX_RETRIES = 5
+
+#: Backoff before reconnect attempt n: BACKOFF_FIRST * 2**(n-1), at most BACKOFF_MAX, times a jitter in [0.5, 1)
+#: so many clients cut off together do not come back together. With the defaults a dead server is given up on
+#: after at most 0.25 + 0.5 + 1 + 2 + 4 = 7.75 seconds of waiting.
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 4.0
+
 #: Close codes after which reconnecting cannot help.
 FATAL_CLOSE_CODES = {CLOSE_INVALID_TOKEN: ErrorCode.INVALID_TOKEN, CLOSE_PROTOCOL_ERROR: ErrorCode.PROTOCOL_ERROR}
+
+#: The server's messages as this client understands them: the codec's table, plus ``moved`` for servers whose
+#: codec predates it (the message is then still understood when the server side lands).
+CLIENT_VIEW_OF_SERVER_MESSAGES = {"moved": {"entry": int, "ref": str}, **SERVER_MESSAGES}
+
+#: Statuses of a file that will not change any more.
+FINISHED = frozenset({"complete", "error", "cancelled", "moved"})
 
 
 @dataclass
@@ -43,7 +75,7 @@ class UploadResult:
     ref: str
     name: str
     size: int
-    status: str  # complete | error | cancelled
+    status: str  # complete | error | cancelled | moved
     code: str | None = None
     message: str | None = None
     sha256: str | None = None
@@ -55,6 +87,11 @@ class UploadResult:
     def ok(self) -> bool:
         """Complete, and the server's SHA-256 equals the one computed while reading the file."""
         return self.status == "complete" and self.sha256 == self.local_sha256
+
+    @property
+    def moved(self) -> bool:
+        """Another connection of the same upload session took this file over: not a failure, not ours to finish."""
+        return self.status == "moved"
 
 
 @dataclass
@@ -72,7 +109,7 @@ class FileUpload:
     acked: int = 0
     window: int = 0
     chunk_size: int = 65536
-    status: str = "queued"  # queued | announced | uploading | complete | error | cancelled
+    status: str = "queued"  # queued | queued_resume | announced | uploading | complete | error | cancelled | moved
     result: UploadResult | None = None
     resumes: int = 0
     _hash: Any = field(default_factory=hashlib.sha256)
@@ -81,68 +118,120 @@ class FileUpload:
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], slot: str, name: str | None = None,
                   mime: str | None = None) -> "FileUpload":
-        """Describe a file on disk for upload to ``slot``."""
+        """Describe a regular, readable file on disk for upload to ``slot`` (an empty slot: the token's only one).
+
+        Raises ``OSError`` (``IsADirectoryError``, ``PermissionError``, ...) for anything else, before any
+        connection, so a directory given by mistake never reaches the reading code.
+        """
         file_path = Path(path)
+        info = file_path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "is a directory, not a file", str(file_path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(22, "is not a regular file", str(file_path))
+        if not os.access(file_path, os.R_OK):
+            raise PermissionError(13, "is not readable", str(file_path))
         file_name = name or file_path.name
         guessed = mime if mime is not None else (mimetypes.guess_type(file_name)[0] or "")
-        return cls(file_path, slot, file_name, guessed, file_path.stat().st_size)
+        return cls(file_path, slot, file_name, guessed, info.st_size)
 
     @property
     def finished(self) -> bool:
-        return self.status in ("complete", "error", "cancelled")
+        return self.status in FINISHED
 
 
 class _ClientProtocol(WebSocketClientProtocol):
     factory: "_ClientFactory"
 
+    def connectionMade(self) -> None:
+        self.factory.live = self
+        super().connectionMade()
+
+    def failHandshake(self, reason: str) -> None:
+        # Autobahn keeps the server's status line; a 404 and a 403 deserve different answers than a reset.
+        self.factory.refusal = handshake_refusal(self.factory.url, getattr(self, "http_status_line", None), reason,
+                                                 self.factory.origin)
+        super().failHandshake(reason)
+
     def onOpen(self) -> None:
-        self.factory.client._connected(self)
+        self.factory.client._opened(self.factory, self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not isBinary:
-            self.factory.client._message(self, payload)
+            self.factory.client._message(self.factory, self, payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.client._disconnected(self, code, reason)
+        self.factory.client._closed(self.factory, code, reason)
 
 
 class _ClientFactory(WebSocketClientFactory):
+    """One connection attempt: callbacks from an attempt the client has given up on are recognised and ignored."""
+
     protocol = _ClientProtocol
 
     def __init__(self, client: "UploadClient", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.client = client
+        self.connector: Any = None
+        self.live: _ClientProtocol | None = None
+        self.refusal: Refusal | None = None
 
     def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
-        self.client._disconnected(None, None, reason.getErrorMessage())
+        self.client._closed(self, None, reason.getErrorMessage())
+
+    def abort(self) -> None:
+        """Drop this attempt, whatever stage it reached."""
+        if self.live is not None and self.live.transport is not None:
+            self.live.transport.abortConnection()
+        elif self.connector is not None:
+            self.connector.disconnect()
 
 
 class UploadClient:
-    """Uploads files to one server with one token, reconnecting and resuming until every file finished."""
+    """Uploads files to one server with one token, reconnecting and resuming until every file finished.
 
-    def __init__(self, url: str, token: str, *, reactor: Any = None, parallel: int = 4,
-                 window_chunks: int | None = None, max_retries: int = 8, origin: str | None = None,
+    ``clock`` runs the client's timers (tests pass a ``twisted.internet.task.Clock``); sockets always use the
+    global reactor, as Autobahn's ``connectWS`` does. ``reactor`` is the older name for ``clock``.
+    """
+
+    def __init__(self, url: str, token: str, *, reactor: Any = None, clock: Any = None, parallel: int = 4,
+                 window_chunks: int | None = None, max_retries: int = MAX_RETRIES, origin: str | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT, stall_timeout: float = STALL_TIMEOUT,
                  on_progress: Callable[[FileUpload], None] | None = None) -> None:
-        if reactor is None:
+        if parallel < 1 or max_retries < 0 or connect_timeout <= 0 or stall_timeout <= 0:
+            raise ValueError("parallel must be at least 1, max_retries at least 0, the timeouts positive")
+        clock = clock if clock is not None else reactor
+        if clock is None:
             from twisted.internet import reactor as default_reactor
 
-            reactor = default_reactor
-        self.url = url
+            clock = default_reactor
+        self.url = check_url(url)
         self.token = token
-        self.reactor = reactor
+        self.clock = clock
         self.parallel = parallel
         self.window_chunks = window_chunks
         self.max_retries = max_retries
         self.origin = origin
+        self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
         self.on_progress = on_progress
         self.files: list[FileUpload] = []
         self.reconnects = 0
+        #: Why the run ended for every unfinished file at once (the connection, not a file), or None.
+        self.failure: UploadError | None = None
+        self._attempt: _ClientFactory | None = None
         self._protocol: _ClientProtocol | None = None
+        self._welcomed = False
         self._failures = 0
+        self._busy_waits = 0
         self._max_parallel = parallel
+        self._server_error: UploadError | None = None
         self._done: Deferred[list[UploadResult]] | None = None
         self._fds: dict[str, int] = {}
         self._close_timer: Any = None
+        self._answer_timer: Any = None
+        self._retry_timer: Any = None
+        self._busy_timer: Any = None
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -154,7 +243,7 @@ class UploadClient:
             self._check_done()
         elif self._protocol is not None:
             self._pump()
-        else:
+        elif self._attempt is None and self._retry_timer is None:
             self._connect()
         return self._done
 
@@ -176,14 +265,37 @@ class UploadClient:
     # -- connection ----------------------------------------------------------------------------------------
 
     def _connect(self) -> None:
+        self._retry_timer = None
         factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin)
-        # Autobahn's handshake timers are replaced by ours (cancellable, on self.reactor).
+        # Autobahn's handshake timers are replaced by ours (cancellable, on self.clock).
         factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=MAX_FRAME,
                                    maxMessagePayloadSize=MAX_FRAME, openHandshakeTimeout=0, closeHandshakeTimeout=0)
-        connectWS(factory)
+        self._attempt = factory
+        self._welcomed = False
+        self._answer_timer = self.clock.callLater(self.connect_timeout, self._answer_overdue, factory)
+        factory.connector = connectWS(factory, timeout=max(1, int(self.connect_timeout + 1)))
 
-    def _connected(self, protocol: _ClientProtocol) -> None:
+    def _answer_overdue(self, factory: _ClientFactory) -> None:
+        """The server said nothing for too long: before ``welcome``, or while we wait for it on an open socket."""
+        self._answer_timer = None
+        if factory is not self._attempt:
+            return
+        if not self._welcomed:
+            why = f"no answer from {self.url} within {self.connect_timeout:g} s"
+        elif any(f.status in ("announced", "uploading") for f in self.files):
+            why = f"the server sent nothing for {self.stall_timeout:g} s"
+        else:
+            self._answer_timer = self.clock.callLater(self.stall_timeout, self._answer_overdue, factory)
+            return
+        self._closed(factory, None, why)
+        factory.abort()
+
+    def _opened(self, factory: _ClientFactory, protocol: _ClientProtocol) -> None:
+        if factory is not self._attempt:
+            protocol.dropConnection(abort=True)
+            return
         self._protocol = protocol
+        self._server_error = None
         self._send({"type": "auth", "token": self.token})
         # Pipelined behind auth (the server handles messages in order): resumes and announces go out without
         # waiting for welcome, so a small file completes two round trips after the socket opens.
@@ -194,37 +306,57 @@ class UploadClient:
                 self._send({"type": "resume", "entry": upload.entry_id})
         self._pump()
 
-    def _disconnected(self, protocol: _ClientProtocol | None, code: int | None, reason: str | None) -> None:
-        if protocol is not None and protocol is not self._protocol:
+    def _closed(self, factory: _ClientFactory, code: int | None, reason: str | None) -> None:
+        """The end of one connection attempt, whether it never opened, was refused, or dropped later."""
+        if factory is not self._attempt:
             return
+        self._attempt = None
         self._protocol = None
-        if self._close_timer is not None:
-            if self._close_timer.active():
-                self._close_timer.cancel()
-            self._close_timer = None
-        fatal = FATAL_CLOSE_CODES.get(code or 0)
+        for timer in (self._close_timer, self._answer_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._close_timer = self._answer_timer = None
         unfinished = [f for f in self.files if not f.finished]
-        if fatal is not None:
-            for upload in unfinished:
-                self._finish(upload, "error", fatal.value, reason or fatal.value)
-            self._check_done()
-            return
         if not unfinished:
             self._check_done()
             return
+        fatal = FATAL_CLOSE_CODES.get(code or 0)
+        if fatal is not None:
+            server_said = self._server_error
+            self._fail_run(server_said if server_said is not None and server_said.code is fatal
+                           else UploadError(fatal, reason or MESSAGES[fatal]))
+            return
+        if factory.refusal is not None and factory.refusal.final:
+            self._fail_run(factory.refusal.error)
+            return
+        why = factory.refusal.error.message if factory.refusal is not None else (reason or "connection lost")
         self._failures += 1
         if self._failures > self.max_retries:
-            for upload in unfinished:
-                self._finish(upload, "error", ErrorCode.TIMEOUT.value,
-                             f"gave up after {self.max_retries} reconnects: {reason}")
+            attempts = "1 attempt" if self._failures == 1 else f"{self._failures} attempts in a row"
+            self._fail_run(UploadError(ErrorCode.UNREACHABLE, f"cannot reach {self.url}: {why} ({attempts})"))
             return
         for upload in unfinished:
-            if upload.status in ("announced",) and upload.entry_id is None:
+            if upload.status == "announced" and upload.entry_id is None:
                 upload.status = "queued"  # the announce may never have arrived; announce again
-        delay = min(10.0, 0.2 * 2 ** (self._failures - 1)) * (0.5 + random.random() / 2)
-        log.info("Upload connection lost ({reason}); reconnecting in {delay:.1f}s", reason=reason, delay=delay)
+        delay = self._backoff(self._failures)
+        log.info("Upload connection lost ({reason}); reconnecting in {delay:.1f}s", reason=why, delay=delay)
         self.reconnects += 1
-        self.reactor.callLater(delay, self._connect)
+        self._retry_timer = self.clock.callLater(delay, self._connect)
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+    def _fail_run(self, error: UploadError) -> None:
+        """End every unfinished file with the connection's error: retrying cannot help, or was tried enough."""
+        self.failure = error
+        if self._retry_timer is not None and self._retry_timer.active():
+            self._retry_timer.cancel()
+        self._retry_timer = None
+        for upload in self.files:
+            if not upload.finished:
+                self._finish(upload, "error", error.code.value, error.message)
+        self._check_done()
 
     def _send(self, message: dict[str, Any]) -> None:
         assert self._protocol is not None
@@ -233,9 +365,14 @@ class UploadClient:
 
     # -- messages ------------------------------------------------------------------------------------------
 
-    def _message(self, protocol: _ClientProtocol, payload: bytes) -> None:
+    def _message(self, factory: _ClientFactory, protocol: _ClientProtocol, payload: bytes) -> None:
+        if factory is not self._attempt:
+            return
+        if self._answer_timer is not None and self._answer_timer.active():
+            # Each message proves the connection alive: the next may take up to stall_timeout.
+            self._answer_timer.reset(self.stall_timeout)
         try:
-            message = decode_message(payload, SERVER_MESSAGES)
+            message = decode_message(payload, CLIENT_VIEW_OF_SERVER_MESSAGES)
         except UploadError as error:
             log.error("Server sent a bad message: {error}", error=error)
             protocol.sendClose(CLOSE_PROTOCOL_ERROR, "bad server message")
@@ -243,30 +380,57 @@ class UploadClient:
         getattr(self, f"_on_{message['type']}")(message)
 
     def _by_entry(self, entry_id: Any) -> FileUpload | None:
+        if entry_id is None:
+            return None
         return next((f for f in self.files if f.entry_id == entry_id), None)
 
     def _on_welcome(self, message: dict[str, Any]) -> None:
+        self._welcomed = True
         self._max_parallel = min(self.parallel, message["max_parallel"])
+        self._choose_slots(sorted(message["slots"]))
         self._pump()
 
+    def _choose_slots(self, names: list[str]) -> None:
+        """Files without a slot go to the token's only slot; with several, which one is the caller's choice."""
+        waiting = [f for f in self.files if not f.slot and not f.finished]
+        if not waiting:
+            return
+        if len(names) == 1:
+            for upload in waiting:
+                upload.slot = names[0]
+            return
+        granted = ", ".join(names) or "none"
+        for upload in waiting:
+            self._finish(upload, "error", ErrorCode.UNKNOWN_SLOT.value,
+                         f"the token grants {len(names)} upload slots ({granted}); choose one")
+
     def _on_accepted(self, message: dict[str, Any]) -> None:
-        upload = next((f for f in self.files if f.ref == message["ref"] and not f.finished), None)
-        if upload is None:
+        # A resume is answered for its entry id (its ref may be another client's, if it announced the entry).
+        upload = self._by_entry(message["entry"]) or next(
+            (f for f in self.files if f.entry_id is None and f.ref == message["ref"]), None)
+        if upload is None or upload.finished:
             return
         upload.entry_id = message["entry"]
+        if message["offset"] > upload.acked:
+            self._failures = 0  # the server holds more than it had acknowledged: progress
         upload.sent = upload.acked = message["offset"]
         upload.chunk_size = message["chunk_size"]
         window = message["window"]
         if self.window_chunks:
-            window = min(window, self.window_chunks * upload.chunk_size)
+            # The server acks every quarter of the window it granted (protocol §5): a smaller window of ours
+            # would stop short of the next ack and wait for it forever.
+            ack_step = max(upload.chunk_size, window // 4)
+            window = max(min(window, self.window_chunks * upload.chunk_size), ack_step)
         upload.window = max(window, upload.chunk_size)
         upload.status = "uploading"
-        self._failures = 0
         self._send_chunks(upload)
 
     def _on_rejected(self, message: dict[str, Any]) -> None:
         upload = next((f for f in self.files if f.ref == message["ref"] and not f.finished), None)
         if upload is not None:
+            if message["code"] == ErrorCode.SERVER_BUSY.value:
+                self._server_busy(upload, "queued", message["message"])
+                return
             self._finish(upload, "error", message["code"], message["message"])
         self._pump()
 
@@ -274,8 +438,9 @@ class UploadClient:
         upload = self._by_entry(message["entry"])
         if upload is None or upload.finished:
             return
-        upload.acked = max(upload.acked, message["offset"])
-        self._failures = 0
+        if message["offset"] > upload.acked:
+            upload.acked = message["offset"]
+            self._failures = 0
         if self.on_progress is not None:
             self.on_progress(upload)
         self._send_chunks(upload)
@@ -285,9 +450,15 @@ class UploadClient:
         if upload is None or upload.finished:
             return
         upload.acked = upload.sent = upload.size
-        if upload._hashed < upload.size:
-            self._hash_rest(upload)
-        self._finish(upload, "complete", sha256=message["sha256"])
+        self._busy_waits = self._failures = 0
+        try:
+            if upload._hashed < upload.size:
+                self._hash_rest(upload)
+        except OSError as error:
+            self._finish(upload, "error", None, f"stored, but {upload.path} could not be re-read to check it: "
+                                                f"{error.strerror}")
+        else:
+            self._finish(upload, "complete", sha256=message["sha256"])
         self._pump()
 
     def _on_cancelled(self, message: dict[str, Any]) -> None:
@@ -296,28 +467,63 @@ class UploadClient:
             self._finish(upload, "cancelled", ErrorCode.CANCELLED.value, "cancelled")
         self._pump()
 
+    def _on_moved(self, message: dict[str, Any]) -> None:
+        """Another connection of this upload session resumed the entry: it streams it now, we stop."""
+        upload = self._by_entry(message["entry"])
+        if upload is None or upload.finished:
+            return
+        self._finish(upload, "moved", None, "another connection took this upload over")
+        self._pump()
+
     def _on_error(self, message: dict[str, Any]) -> None:
         upload = self._by_entry(message.get("entry"))
         if upload is None:
+            # A connection-level error (invalid_token before close 4001, ...): remembered for the close.
+            try:
+                self._server_error = UploadError(message["code"], message["message"])
+            except ValueError:
+                self._server_error = None
             log.warn("Upload server error: {code}: {message}", code=message["code"], message=message["message"])
             return
+        if upload.finished:
+            return
         if message["code"] == ErrorCode.SERVER_BUSY.value:
-            upload.status = "queued_resume"
+            self._server_busy(upload, "queued_resume", message["message"])
             return
         self._finish(upload, "error", message["code"], message["message"])
         self._pump()
+
+    def _server_busy(self, upload: FileUpload, status: str, why: str) -> None:
+        """The server has as many uploads of ours as it allows: wait for one of them, never fail for it.
+
+        Announces pipelined before ``welcome`` may exceed the server's ``max_parallel``; those come back here and
+        go again when a running upload finishes. If none of ours is running, the server is busy for a reason of
+        its own: try again after a backoff, a bounded number of times.
+        """
+        upload.status = status
+        uploading = sum(1 for f in self.files if f.status == "uploading")
+        if uploading:
+            self._max_parallel = max(1, min(self._max_parallel, uploading))
+            return
+        self._busy_waits += 1
+        if self._busy_waits > self.max_retries:
+            self._finish(upload, "error", ErrorCode.SERVER_BUSY.value, why)
+            return
+        if self._busy_timer is None or not self._busy_timer.active():
+            self._busy_timer = self.clock.callLater(self._backoff(self._busy_waits), self._pump)
 
     # -- sending -------------------------------------------------------------------------------------------
 
     def _pump(self) -> None:
         """Announce queued files while fewer than the parallel limit are in flight."""
         if self._protocol is None:
+            self._check_done()
             return
         active = sum(1 for f in self.files if f.status in ("announced", "uploading"))
         for upload in self.files:
             if active >= self._max_parallel:
                 break
-            if upload.status == "queued":
+            if upload.status == "queued" and (upload.slot or self._welcomed):
                 upload.status = "announced"
                 self._send({"type": "announce", "ref": upload.ref, "slot": upload.slot, "name": upload.name,
                             "mime": upload.mime, "size": upload.size})
@@ -332,19 +538,29 @@ class UploadClient:
         protocol = self._protocol
         if protocol is None or upload.status != "uploading":
             return
-        fd = self._fds.get(upload.ref)
-        if fd is None:
-            fd = self._fds[upload.ref] = os.open(upload.path, os.O_RDONLY)
-        while upload.sent < upload.size and upload.sent - upload.acked < upload.window:
-            chunk = os.pread(fd, min(upload.chunk_size, upload.size - upload.sent), upload.sent)
-            if not chunk:
-                self._finish(upload, "error", ErrorCode.SIZE_MISMATCH.value, f"{upload.path} shrank while uploading")
-                return
-            if upload.sent == upload._hashed:
-                upload._hash.update(chunk)
-                upload._hashed += len(chunk)
-            protocol.sendMessage(encode_chunk_header(upload.entry_id or 0, upload.sent) + chunk, isBinary=True)
-            upload.sent += len(chunk)
+        try:
+            fd = self._fds.get(upload.ref)
+            if fd is None:
+                fd = self._fds[upload.ref] = os.open(upload.path, os.O_RDONLY)
+            while upload.sent < upload.size and upload.sent - upload.acked < upload.window:
+                chunk = os.pread(fd, min(upload.chunk_size, upload.size - upload.sent), upload.sent)
+                if not chunk:
+                    self._abandon(upload, ErrorCode.SIZE_MISMATCH.value, f"{upload.path} shrank while uploading")
+                    return
+                if upload.sent == upload._hashed:
+                    upload._hash.update(chunk)
+                    upload._hashed += len(chunk)
+                protocol.sendMessage(encode_chunk_header(upload.entry_id or 0, upload.sent) + chunk, isBinary=True)
+                upload.sent += len(chunk)
+        except OSError as error:
+            self._abandon(upload, None, f"cannot read {upload.path}: {error.strerror}")
+
+    def _abandon(self, upload: FileUpload, code: str | None, message: str) -> None:
+        """Stop a file the client itself cannot finish: cancel it on the server, which would wait for bytes."""
+        if upload.entry_id is not None and self._protocol is not None:
+            self._send({"type": "cancel", "entry": upload.entry_id})
+        self._finish(upload, "error", code, message)
+        self._pump()
 
     def _hash_rest(self, upload: FileUpload) -> None:
         with open(upload.path, "rb") as source:
@@ -373,7 +589,15 @@ class UploadClient:
             # Finish the close handshake first, so callers never leave a half-open socket behind.
             if self._close_timer is None:
                 self._protocol.sendClose(1000)
-                self._close_timer = self.reactor.callLater(CLOSE_GRACE, self.drop_connection)
+                self._close_timer = self.clock.callLater(CLOSE_GRACE, self.drop_connection)
             return
+        if self._attempt is not None:
+            # A socket still connecting or handshaking: nothing left to send on it.
+            attempt, self._attempt = self._attempt, None
+            attempt.abort()
+        for timer in (self._answer_timer, self._retry_timer, self._busy_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._answer_timer = self._retry_timer = self._busy_timer = None
         done, self._done = self._done, None
         done.callback([f.result for f in self.files if f.result is not None])
