@@ -190,7 +190,7 @@ class ServerProcess(ProcessProtocol):
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
-        return _observe(self.ended)
+        return observe(self.ended)
 
     @inlineCallbacks
     def stop(self) -> Any:
@@ -199,12 +199,12 @@ class ServerProcess(ProcessProtocol):
             return
         self.kill(signal.SIGTERM)
         try:
-            yield within(START_DEADLINE / 3, _observe(self.ended), f"{self.name} stopping on SIGTERM")
+            yield within(START_DEADLINE / 3, observe(self.ended), f"{self.name} stopping on SIGTERM")
         except TimeoutError:
-            yield within(START_DEADLINE, _observe(self.kill()), f"{self.name} dying on SIGKILL")
+            yield within(START_DEADLINE, observe(self.kill()), f"{self.name} dying on SIGKILL")
 
 
-def _observe(source: Deferred) -> Deferred:
+def observe(source: Deferred) -> Deferred:
     """A Deferred that fires when ``source`` does, without taking its result (so both can be waited on)."""
     copy: Deferred = Deferred()
 
@@ -310,6 +310,7 @@ class ProtocolClient:
         self._claimed: set[int] = set()
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], Deferred]] = []
         self._opened_d: Deferred = Deferred()
+        self._ended = False
 
     @classmethod
     def connect(cls, url: str, headers: dict[str, str] | None = None, max_frame: int = 16 << 20) -> Deferred:
@@ -317,14 +318,14 @@ class ProtocolClient:
         factory = _RawFactory(url=url, protocols=[SUBPROTOCOL], headers=headers or {})
         factory.setProtocolOptions(maxFramePayloadSize=max_frame, maxMessagePayloadSize=max_frame,
                                    autoFragmentSize=0, openHandshakeTimeout=0, closeHandshakeTimeout=0,
-                                   utf8validateIncoming=False)
+                                   utf8validateIncoming=False, tcpNoDelay=True)
         factory.client = client
         connectWS(factory)
         return within(STEP_DEADLINE, client._opened_d, f"opening {url}")
 
     @property
     def is_closed(self) -> bool:
-        return self.closed.called
+        return self._ended
 
     def _opened(self, protocol: _RawProtocol) -> None:
         self.protocol = protocol
@@ -341,13 +342,15 @@ class ProtocolClient:
         self._deliver()
 
     def _closed(self, code: int | None, reason: str | None) -> None:
-        if self.closed.called:
+        if self._ended:
             return
+        # Marked first: the errbacks below resume tests synchronously, and they must already see a closed socket.
+        self._ended = True
         self.close_code, self.close_reason = code, reason
         if not self._opened_d.called:
             self._opened_d.errback(ConnectionError(reason))
-        waiters, self._waiters = self._waiters, []
-        for _, waiter in waiters:
+        while self._waiters:
+            _, waiter = self._waiters.pop(0)
             if not waiter.called:
                 waiter.errback(ConnectionError(f"closed {code}: {reason}"))
         self.closed.callback((code, reason))
@@ -369,7 +372,7 @@ class ProtocolClient:
         """The oldest unclaimed message of that type (or satisfying the predicate); fails if the socket closes."""
         predicate = (lambda m: m.get("type") == matches) if isinstance(matches, str) else matches
         waiter: Deferred = Deferred()
-        if self.closed.called:
+        if self._ended:
             # What arrived before the close still counts.
             for index, message in enumerate(self.messages):
                 if index not in self._claimed and predicate(message):
@@ -384,12 +387,17 @@ class ProtocolClient:
         self.send_text(json.dumps(message).encode("utf-8"))
 
     def send_text(self, payload: bytes) -> None:
-        if self.protocol is not None and not self.closed.called:
+        if self._can_send():
             self.protocol.sendMessage(payload, isBinary=False)
 
     def send_binary(self, payload: bytes) -> None:
-        if self.protocol is not None and not self.closed.called:
+        if self._can_send():
             self.protocol.sendMessage(payload, isBinary=True)
+
+    def _can_send(self) -> bool:
+        # Once the server has sent its close frame there is nothing to say any more (a hostile client keeps trying).
+        protocol = self.protocol
+        return protocol is not None and not self._ended and protocol.state == protocol.STATE_OPEN
 
     def send_chunk(self, entry: int, offset: int, payload: bytes) -> None:
         self.send_binary(encode_chunk(entry, offset, payload))
@@ -436,9 +444,9 @@ class ProtocolClient:
 
     def abort(self) -> Deferred:
         """Drop the TCP connection (no close handshake); fires once it is closed."""
-        if self.protocol is not None and self.protocol.transport is not None and not self.closed.called:
+        if self.protocol is not None and self.protocol.transport is not None and not self._ended:
             self.protocol.transport.abortConnection()
-        return _observe(self.closed) if not self.closed.called else defer.succeed(None)
+        return observe(self.closed)
 
 
 class EntryFailed(Exception):
