@@ -51,14 +51,27 @@ CRASH_MARKERS = ("Traceback", "Unhandled")
 
 
 def within(seconds: float, waiting: Deferred, what: str) -> Deferred:
-    """``waiting``, failed with a readable ``TimeoutError`` if it has not fired after ``seconds``."""
-    waiting.addTimeout(seconds, reactor)
+    """A Deferred with ``waiting``'s result, or a readable ``TimeoutError`` if none came after ``seconds``.
 
-    def explain(failure: Failure) -> None:
-        failure.trap(defer.TimeoutError)
-        raise TimeoutError(f"{what}: nothing within {seconds:g} s")
+    On time-out ``waiting`` is cancelled, so a waiter it stands for stops waiting (its late result is dropped).
+    """
+    result: Deferred = Deferred()
 
-    return waiting.addErrback(explain)
+    def timed_out() -> None:
+        if not result.called:
+            result.errback(TimeoutError(f"{what}: nothing within {seconds:g} s"))
+        waiting.cancel()
+
+    timer = reactor.callLater(seconds, timed_out)
+
+    def settle(outcome: Any) -> None:
+        if timer.active():
+            timer.cancel()
+        if not result.called:
+            result.callback(outcome)  # a Failure goes down the errback chain
+
+    waiting.addBoth(settle)
+    return result
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
