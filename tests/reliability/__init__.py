@@ -1,0 +1,1 @@
+"""Fault tests against real ``twistd uploads`` processes on loopback (docs/reliability.md)."""
