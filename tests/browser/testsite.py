@@ -5,7 +5,7 @@ Run as a program (the browser tests start it as a subprocess and read ``PORT <n>
     python tests/browser/testsite.py --upload-dir D --saved-dir S [--resume-grace 300]
 
 It serves ``/static/twisted_uploads/`` (the client), ``/uploads/ws`` (an :class:`UploadServer`), and
-``/page?slots=<json>``: a page root per request with a fresh upload session, one drop zone, input, preview and
+``/page?slots=<json>[&ws=<url>]``: a page root per request with a fresh upload session, one drop zone, input, preview and
 progress container per slot, a ``dj-submit="save"`` form and a ``dj-click="save"`` button. Posting ``save``
 (``X-DJ-Request: 1``) consumes the finished entries the way ``consume_uploaded_entries`` does, copies each complete
 file to ``--saved-dir/<view>/<name>`` and answers with the re-rendered root. ``/state/<view>`` answers the
@@ -51,6 +51,7 @@ class ViewState:
         self.errors: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
         self.renders = 0
+        self.ws_url = "/uploads/ws"
 
 
 class Page(Resource):
@@ -68,6 +69,7 @@ class Page(Resource):
         args = parse_qs(request.uri.decode().partition("?")[2])
         slots_json = json.loads(args.get("slots", ['{"files": {}}'])[0])
         view = ViewState(secrets.token_hex(6), slots_json)
+        view.ws_url = args.get("ws", ["/uploads/ws"])[0]
         self.views[view.view_id] = view
         request.setHeader("content-type", "text/html; charset=utf-8")
         return PAGE.format(root=self.render_root(view)).encode()
@@ -113,7 +115,7 @@ class Page(Resource):
     def render_root(self, view: ViewState) -> str:
         view.renders += 1
         token = make_token(SECRET, view.session, view.slots, ttl=3600)
-        config = json.dumps({"url": "/uploads/ws", "token": token,
+        config = json.dumps({"url": view.ws_url, "token": token,
                              "slots": {name: slot.to_dict() for name, slot in view.slots.items()}})
         sections = "".join(SECTION.format(name=html.escape(name)) for name in view.slots)
         saved = "".join(
