@@ -423,6 +423,12 @@ class Gate:
     def shut(self) -> None:
         listener, self.listener = self.listener, None
         if listener is not None:
+            # shutdown() first: close() alone does not wake the thread blocked in accept(), which would go on
+            # accepting on the closed descriptor's socket.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             carried, self._carried = self._carried, []
