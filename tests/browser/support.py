@@ -614,6 +614,25 @@ DROP_SCRIPT = """({selector, files}) => {
 """
 
 
+#: axe-core, installed from the npm registry by ``npm ci --prefix tests/browser`` (.ci/run, scripts/setup-venv.sh).
+AXE_SCRIPT = HERE / "node_modules" / "axe-core" / "axe.min.js"
+
+AUDIT = """async () => {
+  const results = await axe.run(document, {resultTypes: ["violations"]});
+  return results.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.map((n) => n.target.join(" "))}));
+}"""
+
+
+def axe_violations(page) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Inject axe-core into the page and return what its audit (all default rules) finds wrong."""
+    if not AXE_SCRIPT.is_file():
+        raise _missing(f"the accessibility audit needs axe-core at {AXE_SCRIPT} "
+                       "(npm ci --prefix tests/browser, which scripts/setup-venv.sh runs when npm is installed)")
+    page.add_script_tag(content=AXE_SCRIPT.read_text())
+    return page.evaluate(AUDIT)
+
+
 class DemoTestCase(BrowserTestCase):
     """A test against the demo project (demo/), served by ``twistd uploads --settings`` in a subprocess.
 
