@@ -84,6 +84,10 @@ class Page(Resource):
         if fields.get("dj_event") == "redirect":
             request.redirect(b"/elsewhere")
             return b""
+        if fields.get("dj_event") == "written_page":
+            # Not a root: the client shows it with document.write, which re-includes the client script.
+            request.setHeader("content-type", "text/html; charset=utf-8")
+            return WRITTEN_PAGE.encode()
         if fields.get("dj_event") == "save":
             self.save(view)
         elif fields.get("dj_event") == "cancel_all":
@@ -161,6 +165,12 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
+WRITTEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Written</title>
+<script src="/static/twisted_uploads/uploads.js" defer></script>
+</head><body><p id="written">A page the handler answered with</p></body></html>
+"""
+
 ROOT = """<div data-dj-view="{view}" data-dj-uploads="{config}">
 <form dj-submit="save" id="form">
 {sections}
@@ -169,6 +179,8 @@ ROOT = """<div data-dj-view="{view}" data-dj-uploads="{config}">
 </form>
 <button dj-click="save" data-item-id="7" id="click-save">Save by click</button>
 <button dj-click="redirect" id="click-redirect">Go elsewhere</button>
+<button dj-click="keep" id="click-keep">An event that consumes nothing</button>
+<button dj-click="written_page" id="click-written">An event answered with another page</button>
 <ul id="saved">{saved}</ul>
 <ul id="errors">{errors}</ul>
 <p id="renders">{renders}</p>
