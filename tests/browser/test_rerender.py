@@ -71,3 +71,30 @@ class WrittenPageTests(BrowserTestCase):
         entries = self.wait_all_complete(page, 1)
         self.assertEqual(entries[0]["name"], "after.png")
         self.assertEqual(page.evaluate("document.querySelectorAll('script[src$=\"uploads.js\"]').length"), 1)
+
+
+class SessionEntriesTests(BrowserTestCase):
+
+    def test_entries_of_the_session_another_tab_uploaded_are_shown_and_counted(self) -> None:
+        first = self.open_page(PHOTOS)
+        self.choose(first, "photos", [self.make_file(f"p{i}.png", png_bytes(3000 + i)) for i in range(2)])
+        self.wait_all_complete(first, 2)
+        # A second tab of the same view: the same root element (view id, token, upload session).
+        root = first.evaluate("document.querySelector('[data-dj-view]').outerHTML")
+        second = self.open_page(PHOTOS)
+        second.evaluate("(html) => { document.querySelector('[data-dj-view]').outerHTML = html; }", root)
+        second.wait_for_function("() => document.querySelector('#preview-photos') !== null")
+        self.choose(second, "photos", [self.make_file("mine.png", png_bytes(1000))])
+        # The welcome listed the first tab's two finished entries: the page shows them, and the slot is full.
+        self.wait_for_entries(second, "(es) => es.filter((e) => e.status === 'complete').length === 2")
+        second.wait_for_function("() => window.__events.some((e) => e.type === 'djust:upload:error')")
+        [error] = [e["detail"] for e in self.events(second, "djust:upload:error")]
+        self.assertEqual((error["file"], error["code"]), ("mine.png", "too_many_files"))
+        items = second.locator("#preview-photos .upload-preview-item")
+        shown = {items.nth(i).locator(".upload-preview-name").text_content(): items.nth(i).get_attribute("data-upload-status")
+                 for i in range(items.count())}
+        self.assertEqual(shown, {"p0.png": "complete", "p1.png": "complete", "mine.png": "error"})
+        self.choose(second, "photos", [self.make_file("more.png", png_bytes(1000))])
+        second.wait_for_function("() => window.__events.filter((e) => e.type === 'djust:upload:error').length === 2")
+        later = self.events(second, "djust:upload:error")[1]["detail"]
+        self.assertEqual((later["file"], later["code"], later["ref"]), ("more.png", "too_many_files", None))
