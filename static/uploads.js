@@ -569,6 +569,8 @@
       this.awaiting.clear();
       for (const entry of this.view.entries) {
         if (IN_FLIGHT.has(entry.status)) this.view.setStatus(entry, PAUSED);
+        // A probe lost with the socket is asked again (the next welcome answers it).
+        if (entry.status === DELIVERED) entry.probed = false;
       }
     }
 

@@ -35,13 +35,17 @@ SET_TOKEN = """(token) => {
 
 class TokenRenewalTests(DemoTestCase):
 
-    def expire_page_token(self, page) -> str:  # type: ignore[no-untyped-def]
+    def expired_token(self, page) -> str:  # type: ignore[no-untyped-def]
         token = page.evaluate("JSON.parse(document.querySelector('[data-dj-view]').getAttribute('data-dj-uploads')).token")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "browser_demo_settings",
                "PYTHONPATH": os.pathsep.join([str(self.workdir), str(REPO)])}
         expired = subprocess.run([sys.executable, "-c", EXPIRE, token], env=env, check=True, capture_output=True,
                                  text=True).stdout.strip()
         self.assertNotEqual(expired, token)
+        return expired
+
+    def expire_page_token(self, page) -> str:  # type: ignore[no-untyped-def]
+        expired = self.expired_token(page)
         page.evaluate(SET_TOKEN, expired)
         return expired
 
@@ -57,6 +61,28 @@ class TokenRenewalTests(DemoTestCase):
         self.assertEqual(page.evaluate("window.djUploads.connection().sockets"), 2)
         page.click('button[dj-click="upload_photos"]')
         page.locator('.gallery img[alt="late.png"]').wait_for()
+
+    def test_a_paused_upload_renews_the_expired_token_on_reconnect_and_resumes(self) -> None:
+        page = self.open_demo("/gallery/")
+        expired = self.expired_token(page)
+        # At the first acknowledged progress, the token "expires" and the connection drops: the reconnect
+        # meets invalid_token with the file paused mid-way.
+        page.evaluate("""(expired) => {
+          const set = %s;
+          window.addEventListener('djust:upload:progress', function cut(event) {
+            if (event.detail.status !== 'uploading' || event.detail.progress < 1) return;
+            window.removeEventListener('djust:upload:progress', cut);
+            set(expired);
+            window.djUploads.reconnect();
+          });
+        }""" % SET_TOKEN, expired)
+        source = self.make_file("big.png", png_bytes(9_000_000))
+        self.choose(page, "photos", [source])
+        entries = self.wait_all_complete(page, 1)
+        self.assertEqual(entries[0]["sha256"], sha256_file(source))
+        self.assertEqual(entries[0]["resumeCount"], 1)
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+        self.assertEqual(page.evaluate("window.djUploads.connection().sockets"), 3)
 
     def test_a_page_whose_django_session_is_gone_cannot_renew_and_its_files_fail(self) -> None:
         page = self.open_demo("/gallery/")
