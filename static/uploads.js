@@ -957,14 +957,13 @@
         entry.status = ERROR;
         entry.code = row.code || "storage_failed";
         entry.message = row.message || message(entry.code);
-      } else if (row.status === "paused" && !entry.file) {
-        entry.status = INTERRUPTED;
-        entry.ackedOffset = row.offset || 0;
       } else if (!entry.file) {
-        entry.status = MOVED; // uploading over another connection of the session
+        // Paused: waits for its file to be chosen again; uploading: over another connection of the session.
+        entry.status = row.status === "paused" ? INTERRUPTED : MOVED;
         entry.ackedOffset = row.offset || 0;
-      } else if (entry.status !== MOVED) {
-        entry.status = QUEUED;
+      } else {
+        // A moved entry whose other connection went away (paused) is this page's to resume again.
+        entry.status = row.status === "paused" ? QUEUED : MOVED;
       }
       this.changed(entry);
     }

@@ -4,6 +4,8 @@ it can be reached again (refused, down mid-upload, 404, 403 Origin)."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 from .support import BrowserTestCase, Gate, png_bytes, sha256_file
 
@@ -120,6 +122,12 @@ class RefusedAndDownTests(OutageTestCase):
 class MisroutedTests(OutageTestCase):
     """The socket reaches an HTTP server that will not upgrade it: 404 (wrong path) or 403 (Origin refused)."""
 
+    def setUp(self) -> None:
+        self.site_log = Path(tempfile.mktemp(prefix="twisted-uploads-misrouted-", suffix=".log"))
+        self.site_args = ("--log", str(self.site_log))
+        super().setUp()
+        self.addCleanup(lambda: self.site_log.unlink(missing_ok=True))
+
     def fix_url(self, page) -> None:  # type: ignore[no-untyped-def]
         """What a re-rendered root with the right URL does: the next attempt uses it."""
         page.evaluate("""() => {
@@ -142,6 +150,7 @@ class MisroutedTests(OutageTestCase):
         page = self.open_with_ws(f"ws://127.0.0.1:{self.site.port}/uploads/ws")
         source = self.choose_and_time(page, "a.png", png_bytes(80_000))
         self.assert_unreachable_error(page, "a.png")
+        self.assertIn("Refused upload WebSocket from origin http://127.0.0.1:", self.site_log.read_text())
         self.assert_retrying(page)
         self.fix_url(page)
         self.assert_completes(page, source)
