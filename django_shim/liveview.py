@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.http import (HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound,
+                         HttpResponseRedirect, JsonResponse)
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils.decorators import method_decorator
@@ -46,6 +47,8 @@ from .uploadhandler import install_upload_handler
 
 #: Header the browser client sets on its event POSTs; the answer is then the root element only.
 LIVE_REQUEST_HEADER = "X-DJ-Request"
+#: POST field (value ``renew``) by which the browser client asks for a fresh upload token for its view instance.
+TOKEN_RENEWAL_FIELD = "dj_upload_token"
 _RESERVED_FIELDS = frozenset({EVENT_FIELD, VIEW_FIELD, CSRF_FIELD})
 
 
@@ -128,6 +131,8 @@ class LiveView(View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Ingest posted files, dispatch the event, store the state, answer with the root or a redirect."""
         store = self._state_store()
+        if request.POST.get(TOKEN_RENEWAL_FIELD) == "renew" and is_live_request(request):
+            return self._renewed_token(store, request)
         if not self._restore(store, request.POST.get(VIEW_FIELD)):
             # The state is gone (expired session, evicted view) or the form was written by hand: a fresh instance
             # still takes the posted files and the event.
@@ -156,6 +161,18 @@ class LiveView(View):
         redirect = HttpResponseRedirect(f"{request.path}?{urlencode(list(query.items()))}")
         redirect.status_code = 303
         return redirect
+
+    def _renewed_token(self, store: ViewStateStore, request: HttpRequest) -> HttpResponse:
+        """``{"token": …}`` for the stored view instance named by ``dj_view``: same upload session, same slots.
+
+        The browser client asks when the server refused its token on a reconnect (the page outlived the token's
+        TTL), so paused uploads continue instead of failing. Only a view stored in *this* Django session can be
+        renewed (the state store is the session's), the POST is CSRF-checked like any event, and nothing else
+        runs: no ``mount()``, no handler, no state saved.
+        """
+        if not self._restore(store, request.POST.get(VIEW_FIELD)) or not self._dj_upload_slots:
+            return HttpResponseNotFound("no such view in this session")
+        return JsonResponse({"token": self._mint_token()})
 
     def event_params(self, request: HttpRequest) -> dict[str, Any]:
         """The event's keyword arguments: the posted fields minus the protocol ones (lists for repeated fields)."""
@@ -278,4 +295,4 @@ def _ensure_scripts(page: str) -> str:
     return tags + page
 
 
-__all__ = ["LIVE_REQUEST_HEADER", "LiveView", "is_live_request"]
+__all__ = ["LIVE_REQUEST_HEADER", "TOKEN_RENEWAL_FIELD", "LiveView", "is_live_request"]

@@ -8,3 +8,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 # compat mode puts the checkout itself on sys.path, so twistd finds twisted/plugins/uploads_plugin.py.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+# axe-core for the browser tests' accessibility audit (tests/browser/package.json), once.
+if command -v npm >/dev/null && [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi

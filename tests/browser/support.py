@@ -395,6 +395,74 @@ class CuttingProxy:
         self.listener.close()
 
 
+class Gate:
+    """A loopback port in front of a server that is either open (forwarding) or shut (nothing listens: refused).
+
+    Shutting it also cuts every connection it carries (RST): to the browser the server went down. Opening it again
+    listens on the same port, so a page configured with this port sees the server come back.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.connections = 0
+        self._carried: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.port = 0
+        self.open()
+
+    def open(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def shut(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            # shutdown() first: close() alone does not wake the thread blocked in accept(), which would go on
+            # accepting on the closed descriptor's socket.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
+        with self._lock:
+            carried, self._carried = self._carried, []
+        for sock in carried:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self._lock:
+                self.connections += 1
+                self._carried += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
 def renderer_processes() -> list[int]:
     """PIDs of the Chromium renderer processes started (indirectly) by this test process."""
     children: dict[int, list[int]] = {}
@@ -544,6 +612,25 @@ DROP_SCRIPT = """({selector, files}) => {
   return {duringDragover, afterDrop: highlighted()};
 }
 """
+
+
+#: axe-core, installed from the npm registry by ``npm ci --prefix tests/browser`` (.ci/run, scripts/setup-venv.sh).
+AXE_SCRIPT = HERE / "node_modules" / "axe-core" / "axe.min.js"
+
+AUDIT = """async () => {
+  const results = await axe.run(document, {resultTypes: ["violations"]});
+  return results.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.map((n) => n.target.join(" "))}));
+}"""
+
+
+def axe_violations(page) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Inject axe-core into the page and return what its audit (all default rules) finds wrong."""
+    if not AXE_SCRIPT.is_file():
+        raise _missing(f"the accessibility audit needs axe-core at {AXE_SCRIPT} "
+                       "(npm ci --prefix tests/browser, which scripts/setup-venv.sh runs when npm is installed)")
+    page.add_script_tag(content=AXE_SCRIPT.read_text())
+    return page.evaluate(AUDIT)
 
 
 class DemoTestCase(BrowserTestCase):

@@ -5,7 +5,7 @@ Run as a program (the browser tests start it as a subprocess and read ``PORT <n>
     python tests/browser/testsite.py --upload-dir D --saved-dir S [--resume-grace 300]
 
 It serves ``/static/twisted_uploads/`` (the client), ``/uploads/ws`` (an :class:`UploadServer`), and
-``/page?slots=<json>``: a page root per request with a fresh upload session, one drop zone, input, preview and
+``/page?slots=<json>[&ws=<url>]``: a page root per request with a fresh upload session, one drop zone, input, preview and
 progress container per slot, a ``dj-submit="save"`` form and a ``dj-click="save"`` button. Posting ``save``
 (``X-DJ-Request: 1``) consumes the finished entries the way ``consume_uploaded_entries`` does, copies each complete
 file to ``--saved-dir/<view>/<name>`` and answers with the re-rendered root. ``/state/<view>`` answers the
@@ -51,6 +51,7 @@ class ViewState:
         self.errors: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
         self.renders = 0
+        self.ws_url = "/uploads/ws"
 
 
 class Page(Resource):
@@ -68,6 +69,7 @@ class Page(Resource):
         args = parse_qs(request.uri.decode().partition("?")[2])
         slots_json = json.loads(args.get("slots", ['{"files": {}}'])[0])
         view = ViewState(secrets.token_hex(6), slots_json)
+        view.ws_url = args.get("ws", ["/uploads/ws"])[0]
         self.views[view.view_id] = view
         request.setHeader("content-type", "text/html; charset=utf-8")
         return PAGE.format(root=self.render_root(view)).encode()
@@ -82,6 +84,10 @@ class Page(Resource):
         if fields.get("dj_event") == "redirect":
             request.redirect(b"/elsewhere")
             return b""
+        if fields.get("dj_event") == "written_page":
+            # Not a root: the client shows it with document.write, which re-includes the client script.
+            request.setHeader("content-type", "text/html; charset=utf-8")
+            return WRITTEN_PAGE.encode()
         if fields.get("dj_event") == "save":
             self.save(view)
         elif fields.get("dj_event") == "cancel_all":
@@ -113,7 +119,7 @@ class Page(Resource):
     def render_root(self, view: ViewState) -> str:
         view.renders += 1
         token = make_token(SECRET, view.session, view.slots, ttl=3600)
-        config = json.dumps({"url": "/uploads/ws", "token": token,
+        config = json.dumps({"url": view.ws_url, "token": token,
                              "slots": {name: slot.to_dict() for name, slot in view.slots.items()}})
         sections = "".join(SECTION.format(name=html.escape(name)) for name in view.slots)
         saved = "".join(
@@ -144,7 +150,8 @@ class State(Resource):
             request.setResponseCode(404)
             return b"{}"
         entries = [{"entry": i.entry_id, "ref": i.ref, "slot": i.slot, "name": i.client_name, "size": i.client_size,
-                    "received": i.received, "status": i.status.value, "error": i.error, "sha256": i.sha256}
+                    "received": i.received, "status": i.status.value, "error": i.error, "sha256": i.sha256,
+                    "relative_path": i.relative_path}
                    for i in self.upload_server.registry.list_entries(view.session)]
         return json.dumps({"entries": entries, "saved": view.saved, "errors": view.errors}).encode()
 
@@ -158,6 +165,12 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
+WRITTEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Written</title>
+<script src="/static/twisted_uploads/uploads.js" defer></script>
+</head><body><p id="written">A page the handler answered with</p></body></html>
+"""
+
 ROOT = """<div data-dj-view="{view}" data-dj-uploads="{config}">
 <form dj-submit="save" id="form">
 {sections}
@@ -166,6 +179,8 @@ ROOT = """<div data-dj-view="{view}" data-dj-uploads="{config}">
 </form>
 <button dj-click="save" data-item-id="7" id="click-save">Save by click</button>
 <button dj-click="redirect" id="click-redirect">Go elsewhere</button>
+<button dj-click="keep" id="click-keep">An event that consumes nothing</button>
+<button dj-click="written_page" id="click-written">An event answered with another page</button>
 <ul id="saved">{saved}</ul>
 <ul id="errors">{errors}</ul>
 <p id="renders">{renders}</p>
