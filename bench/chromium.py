@@ -29,7 +29,9 @@ from harness.probes import proc_cpu, proc_tree  # noqa: E402
 
 INIT = """
 window.__bench = {t0: null, t1: null, status: null, error: null};
-document.addEventListener("change", () => { if (window.__bench.t0 === null) window.__bench.t0 = performance.now(); }, true);
+document.addEventListener("change", () => {
+  if (window.__bench.t0 === null) window.__bench.t0 = performance.now();
+}, true);
 window.__done = (status, error) => {
   if (window.__bench.status !== null) return;
   window.__bench.t1 = performance.now(); window.__bench.status = status; window.__bench.error = error || null;

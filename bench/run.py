@@ -251,7 +251,7 @@ def main():
     ap.add_argument("--wan-mib", type=int, help="file size through the emulated links (default 256, smoke 4)")
     ap.add_argument("--wan-links", help="links as RATE_MBIT:RTT_MS,... (default 1000:0,1000:20,1000:50,1000:100,"
                                         "100:50; smoke 1000:20,100:50)")
-    ap.add_argument("--wan-rows", help="rows per link (default ours,tus,gunicorn,djust)")
+    ap.add_argument("--wan-rows", help="rows per link (default ours,ours-adaptive,tus,gunicorn,djust)")
     ap.add_argument("--wan-runs", type=int, help="samples per WAN row, median reported (default 1)")
     ap.add_argument("--lag-mib", type=int, help="large upload during the reactor-lag probe (default 1024, smoke 8)")
     ap.add_argument("--lag-small", type=int, help="small uploads during the reactor-lag probe (default 50, smoke 5)")
@@ -278,7 +278,7 @@ def main():
     a.small_runs = a.small_runs or (3 if s else 20)
     a.wan_mib = a.wan_mib or (4 if s else 256)
     a.wan_links = parse_links(a.wan_links or ("1000:20,100:50" if s else "1000:0,1000:20,1000:50,1000:100,100:50"))
-    a.wan_rows = (a.wan_rows or "ours,tus,gunicorn,djust").split(",")
+    a.wan_rows = (a.wan_rows or "ours,ours-adaptive,tus,gunicorn,djust").split(",")
     a.wan_runs = a.wan_runs or 1
     a.lag_mib = a.lag_mib or (8 if s else 1024)
     a.lag_small = a.lag_small or (5 if s else 50)

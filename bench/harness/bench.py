@@ -160,6 +160,19 @@ class Bench:
         srv.url = f"ws://127.0.0.1:{port}/uploads/ws"
         return srv
 
+    def instrumented_server(self, name, flags=()):
+        """Our server through bench/harness/server.py (a lag probe, the adaptive-window preview: `flags`), on a
+        free port, uploads into self.upload_dir (emptied); .url is its WebSocket, .port its port."""
+        from harness.files import empty_dir
+        from harness.procs import Server, free_port
+        port = free_port()
+        empty_dir(self.upload_dir)
+        argv = [self.py, os.path.join(HERE, "harness", "server.py"), *flags, "--",
+                "--listen", f"tcp:{port}:interface=127.0.0.1", "--upload-dir", self.upload_dir, "--secret", SECRET]
+        srv = Server(name, argv, self.out, cwd=self.out, ready_line="listening")
+        srv.port, srv.url = port, f"ws://127.0.0.1:{port}/uploads/ws"
+        return srv
+
     def cli_upload(self, url, token, path, window=None):
         """The product CLI uploading `path`; returns (its JSON result, wall seconds including interpreter start)."""
         from harness.procs import last_json

@@ -91,7 +91,8 @@ def djust_upload(b, port, tmp, timeout=3600, origin_port=None, path=None, sha=No
     The Origin names the server's own port (`origin_port`), which djust's ALLOWED_HOSTS check accepts."""
     res = last_json(run([b.dpy, os.path.join(PEERS, "djust_client.py"), "--url", f"ws://127.0.0.1:{port}/ws/live/",
                          "--origin", f"http://127.0.0.1:{origin_port or port}", "--file", path or b.file,
-                         "--tmpdir", tmp, "--sha256", sha or b.sha, "--timeout", str(timeout)], what="djust client", timeout=timeout + 60))
+                         "--tmpdir", tmp, "--sha256", sha or b.sha, "--timeout", str(timeout)],
+                        what="djust client", timeout=timeout + 60))
     time.sleep(1.0)  # djust cleans up after the socket closes
     return res
 

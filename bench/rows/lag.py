@@ -1,5 +1,5 @@
-"""Row group `lag`: the server's reactor lag (bench/harness/lag_server.py: our UploadServer plus a probe that
-records how late a 5 ms timer fires) during one large upload (the product CLI, default 1 GiB) plus small uploads
+"""Row group `lag`: the server's reactor lag (bench/harness/server.py --lag-log: our UploadServer plus a probe
+that records how late a 5 ms timer fires) during one large upload (the product CLI, default 1 GiB) plus small uploads
 (default 50 x 64 KiB, started together one second into it, bench/wsclient.py). Reports p50/p99/max lag in the
 large upload's window, the idle lag before it, and how long the small uploads took meanwhile. Goal (issue 9):
 p99 < 20 ms."""
@@ -8,9 +8,9 @@ import os
 import subprocess
 import time
 
-from harness.bench import HERE, SECRET, SLOT, ms, pct
+from harness.bench import SLOT, ms, pct
 from harness.files import empty_dir, make_file
-from harness.procs import KiB, MiB, Server, free_port, last_json, log
+from harness.procs import KiB, MiB, last_json, log
 from rows.concurrency import collect, go, start_concurrent
 
 SMALL = 64 * KiB
@@ -22,12 +22,8 @@ def run_lag(b):
     path = b.file if size == b.size else os.path.join(b.out, f"bench-lag-{a.lag_mib}MiB.bin")
     sha = b.sha if size == b.size else make_file(path, size)
     lag_json = os.path.join(b.out, "lag.json")
-    port = free_port()
-    empty_dir(b.upload_dir)
-    argv = [b.py, os.path.join(HERE, "harness", "lag_server.py"), lag_json, "0.005", "--",
-            "--listen", f"tcp:{port}:interface=127.0.0.1", "--upload-dir", b.upload_dir, "--secret", SECRET]
-    srv = Server("ours-lag", argv, b.out, cwd=b.out, ready_line="listening")
-    url = f"ws://127.0.0.1:{port}/uploads/ws"
+    srv = b.instrumented_server("ours-lag", ["--lag-log", lag_json, "--lag-interval", "0.005"])
+    url = srv.url
     with srv:
         tokfile = os.path.join(b.out, "tokens-lag.txt")
         with open(tokfile, "w") as f:
