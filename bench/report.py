@@ -33,7 +33,7 @@ def main(path):
       "client CPU s/GiB | samples (MiB/s) |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in r["rows"]:
-        if row.get("matrix"):
+        if row.get("matrix") or row["group"] in ("wan", "chromium"):
             continue
         if row.get("skipped"):
             w(f"| {row['row']} | | skipped: {row['skipped']} | | | | | | |")
@@ -65,6 +65,40 @@ def main(path):
                 cell = by.get((c, win))
                 vals.append(f"{cell['mib_s']:.0f}" if cell else "")
             w(f"| {win} | " + " | ".join(vals) + " |")
+    browser = [row for row in r["rows"] if row["group"] == "chromium"]
+    if browser:
+        w("\n### Browser (headless Chromium, one run)\n")
+        w("| row | MiB/s | browser CPU s/GiB | server CPU s/GiB | samples (MiB/s) |")
+        w("|---|---:|---:|---:|---|")
+        for row in browser:
+            if not row.get("mib_s"):
+                w(f"| {row['row']} | {'skipped: ' + row['skipped'] if row.get('skipped') else 'FAILED'} | | | |")
+                continue
+            samples = ", ".join(str(v) for v in row.get("samples_mib_s", [])) or "1"
+            w(f"| {row['row']} | {row['mib_s']:.0f} | {num(row.get('browser_cpu_s_per_gib'))} | "
+              f"{num(row.get('server_cpu_s_per_gib'))} | {samples} |")
+    wan = r.get("wan")
+    if wan and wan.get("links"):
+        w(f"\n### Emulated links ({size(wan['bytes'])} per upload, MiB/s)\n")
+        w("| link | proxy: raw TCP copy (x configured) | proxy: ping ms | ours (CLI, 64 KiB) | tus one PATCH | "
+          "gunicorn multipart | djust | ours / tus | ours-adaptive (flow.py preview) | its / tus |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for link in wan["links"]:
+            px = link.get("proxy") or {}
+            raw = f"{px['raw_tcp_mib_s']:.0f} ({px['raw_vs_configured']:.2f}x)" if px else "FAILED"
+            cells = [f"{link[k + '_mib_s']:.1f}" if link.get(k + "_mib_s") else "" for k in
+                     ("ours", "tus", "gunicorn", "djust")]
+            adaptive = f"{link['ours-adaptive_mib_s']:.1f}" if link.get("ours-adaptive_mib_s") else ""
+            w(f"| {link['name']} | {raw} | {px.get('ping_rtt_ms', '')} | " + " | ".join(cells) +
+              f" | {num(link.get('ours_vs_tus'))} | {adaptive} | {num(link.get('ours_adaptive_vs_tus'))} |")
+    lag = r.get("lag")
+    if lag:
+        w("\n### Reactor lag\n")
+        w(f"- During one {size(lag['large_bytes'])} upload (product CLI, {lag['large_mib_s']} MiB/s) plus "
+          f"{lag['small_uploads']} uploads of {size(lag['small_bytes_each'])} ({lag['small_complete']} complete; "
+          f"p50 {lag['small_seconds_p50']} s, max {lag['small_seconds_max']} s each): a {lag['interval_ms']} ms timer "
+          f"on the server's reactor fired late by p50 **{lag['p50_ms']} ms**, p99 **{lag['p99_ms']} ms**, max "
+          f"**{lag['max_ms']} ms** ({lag['samples']} samples; idle p50 {lag['idle_p50_ms']} ms).")
     mem, idle = r.get("memory_upload"), r.get("memory_idle")
     if mem or idle:
         w("\n### Memory (server, /proc)\n")
@@ -109,8 +143,13 @@ def main(path):
         names = {"ours_vs_fastest_peer": "ours / fastest peer", "ours_vs_limit": "ours / raw TCP->disk limit",
                  "rss_growth_mib_2x_file": "server RSS growth, MiB, 2x file upload",
                  "concurrency_aggregate_vs_single": "concurrent aggregate / single stream",
-                 "small_round_trips": "10 KiB upload, round trips after open"}
+                 "small_round_trips": "10 KiB upload, round trips after open",
+                 "concurrency_ack_p99_ms": "concurrent uploads, ack latency p99, ms",
+                 "reactor_lag_p99_ms": "reactor lag p99, ms (large + small uploads)",
+                 "browser_ours_vs_bare_websocket": "Chromium: ours / bare WebSocket loop"}
         for k, v in g.items():
+            if k.startswith("wan_"):
+                names[k] = f"link {k[4:].rsplit('_ours_vs_tus', 1)[0]}: ours / tus one PATCH"
             target = f"<= {v['goal_max']}" if "goal_max" in v else f">= {v['goal']}"
             w(f"| {names.get(k, k)} | {v['value']} | {target} | {'yes' if v['met'] else '**no**'} |")
     p = r.get("profile")

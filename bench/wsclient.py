@@ -75,6 +75,8 @@ class Upload:
         self.pending = collections.deque()  # (end offset, send time) of frames not yet acknowledged
         self.event = asyncio.Event()
         self.result = None
+        self.window = None  # from `accepted`; an ack carrying `window` (an adaptive server) replaces it
+        self.max_window = 0
 
     def on_message(self, m):
         t = m.get("type")
@@ -87,6 +89,9 @@ class Upload:
             if last is not None:
                 self.latencies.append(now - last[1])
             self.acked = max(self.acked, off)
+            if isinstance(m.get("window"), int) and m["window"] > 0:
+                self.window = m["window"]
+                self.max_window = max(self.max_window, self.window)
         elif t in ("complete", "error", "cancelled"):
             if t == "complete":
                 self.acked = m.get("size", self.acked)
@@ -114,25 +119,27 @@ class Upload:
             accepted = await expect(ws, "accepted", "rejected", "error")
         if accepted["type"] != "accepted":
             raise RuntimeError(f"announce refused: {accepted}")
-        entry, window = accepted["entry"], accepted["window"]
+        entry = accepted["entry"]
+        self.window = self.max_window = accepted["window"]
         chunk = min(self.chunk or accepted["chunk_size"], accepted["chunk_size"])
         off = accepted["offset"]
         rtask = asyncio.create_task(self.reader())
         t_first = time.perf_counter()
         while off < self.size and self.result is None:
-            while off - self.acked >= window and self.result is None:
+            while off - self.acked >= self.window and self.result is None:
                 self.event.clear()
                 await self.event.wait()
             if self.result is not None:
                 break
-            n = min(chunk, self.size - off, window - (off - self.acked))
+            n = min(chunk, self.size - off, self.window - (off - self.acked))
             payload = self.source(off, n)
             await ws.send(HDR.pack(entry, off) + payload)
             off += n
             self.pending.append((off, time.perf_counter()))
         await rtask
         t_done = time.perf_counter()
-        return {"entry": entry, "window": window, "chunk_size": chunk, "stream_seconds": t_done - t_first,
+        return {"entry": entry, "window": accepted["window"], "max_window": self.max_window, "chunk_size": chunk,
+                "stream_seconds": t_done - t_first,
                 "result": self.result}
 
 
@@ -182,7 +189,8 @@ async def cmd_single(a):
     await ws.close()
     res = r["result"]
     out = {"bytes": size, "seconds": dt, "stream_seconds": r["stream_seconds"], "status": res.get("type"),
-           "sha256_ok": res.get("sha256") == h.hexdigest(), "window": r["window"], "chunk_size": r["chunk_size"],
+           "sha256_ok": res.get("sha256") == h.hexdigest(), "window": r["window"], "max_window": r["max_window"],
+           "chunk_size": r["chunk_size"],
            "result": res if res.get("type") != "complete" else None, **lat_summary(up.latencies)}
     print(json.dumps(out))
     return 0 if out["status"] == "complete" and out["sha256_ok"] else 1
