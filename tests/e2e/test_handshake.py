@@ -3,9 +3,12 @@ control messages, session take-over (docs/protocol.md §1, §3, §7)."""
 
 from __future__ import annotations
 
-from twisted.internet import reactor
+from pathlib import Path
+
+import twisted.test
+from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from twisted_uploads.codec import MAX_CONTROL_BYTES
@@ -67,13 +70,16 @@ class Response:
 class HandshakeTestCase(ServerTestCase):
 
     @inlineCallbacks
-    def handshake(self, headers: list[tuple[str, str]] = (), upgrade: bool = True):  # type: ignore[no-untyped-def]
+    def handshake(self, headers: list[tuple[str, str]] = (), upgrade: bool = True,  # type: ignore[no-untyped-def]
+                  port: int | None = None, tls: bool = False):
         """Send a GET to the socket's path with ``headers`` (and the upgrade headers); return the Response."""
-        port = self.port.getHost().port
+        port = port or self.port.getHost().port
         lines = ["GET /uploads/ws HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{n}: {v}" for n, v in
                                                                          [*(UPGRADE if upgrade else []), *headers])]
         protocol = _RawHTTP(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol)
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port, ssl.CertificateOptions()) if tls \
+            else TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        yield connectProtocol(endpoint, protocol)
         raw = yield protocol.done
         return Response(raw)
 
@@ -120,6 +126,30 @@ class OriginRefusalTests(HandshakeTestCase):
     def test_same_origin_upgrades(self):
         response = yield self.handshake([("Origin", self.page_origin)])
         self.assertEqual(response.code, 101)
+
+
+class TLSOriginTests(HandshakeTestCase):
+    """Over TLS (``wss://``) the page's scheme is ``https``: an ``http`` page of the same host and port is refused."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        pem = (Path(twisted.test.__file__).parent / "server.pem").read_bytes()
+        certificate = ssl.PrivateCertificate.loadPEM(pem)
+        self.tls_port = reactor.listenSSL(0, self.server.standalone_site(), certificate.options(),
+                                          interface="127.0.0.1")
+        self.addCleanup(self.tls_port.stopListening)
+
+    @inlineCallbacks
+    def test_the_https_page_of_the_same_host_and_port_upgrades(self):
+        port = self.tls_port.getHost().port
+        response = yield self.handshake([("Origin", f"https://127.0.0.1:{port}")], port=port, tls=True)
+        self.assertEqual(response.code, 101)
+
+    @inlineCallbacks
+    def test_the_http_page_of_the_same_host_and_port_is_refused(self):
+        port = self.tls_port.getHost().port
+        response = yield self.handshake([("Origin", f"http://127.0.0.1:{port}")], port=port, tls=True)
+        self.assertEqual(response.code, 403)
 
 
 class ServerHeaderTests(HandshakeTestCase):
