@@ -173,3 +173,14 @@ class MakeServiceTests(TestCase):
         options = tap.Options()
         options.parseOptions(["--settings", "mysite.settings"])
         self.assertRaises(usage.UsageError, tap.makeService, options)
+
+
+class PlaceholderVerifierTests(TestCase):
+    """The verifier a Django-mode server starts with, until the shim installs its own."""
+
+    def test_it_refuses_every_token_presented_on_a_handshake(self) -> None:
+        from twisted_uploads.errors import ErrorCode, UploadError
+        from twisted_uploads.tokens import Handshake
+
+        error = self.assertRaises(UploadError, tap.no_verifier, "any.token", Handshake())
+        self.assertEqual(error.code, ErrorCode.INVALID_TOKEN)

@@ -14,7 +14,8 @@ from twisted.trial.unittest import TestCase
 
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.slots import SlotConfig
-from twisted_uploads.tokens import HMACTokenVerifier, TokenGrant, grant_from_payload, make_token
+from twisted_uploads.tokens import (Handshake, HMACTokenVerifier, TokenGrant, grant_from_payload, make_token,
+                                    parse_cookie_header)
 
 from .support import SECRET, fuzz
 
@@ -185,3 +186,31 @@ class TokenTests(TestCase):
     def test_any_dotted_string_is_invalid_not_a_crash(self, left: str, right: str) -> None:
         self.assertInvalid(f"{left}.{right}")
 
+
+
+class HandshakeTests(TestCase):
+    """What a verifier learns about the handshake, and that a standalone token does not depend on it."""
+
+    def test_hmac_tokens_are_bearer_tokens_whatever_the_handshake(self) -> None:
+        token = make_token(SECRET, "s", {"files": SlotConfig()}, 60)
+        verify = HMACTokenVerifier(SECRET)
+        sessions = {verify(token, handshake).session for handshake in (
+            Handshake(), Handshake(origin="https://elsewhere.example", cookies={"sessionid": "x"}))}
+        self.assertEqual(sessions, {"s"})
+
+    def test_cookie_header_is_parsed_by_name(self) -> None:
+        self.assertEqual(dict(parse_cookie_header("sessionid=abc; csrftoken=x-y")),
+                         {"sessionid": "abc", "csrftoken": "x-y"})
+
+    def test_a_malformed_pair_does_not_hide_the_others(self) -> None:
+        self.assertEqual(dict(parse_cookie_header('junk; =v; a"b=c; sessionid=abc; weird=1,2')),
+                         {'a"b': "c", "sessionid": "abc", "weird": "1,2"})
+
+    def test_a_name_sent_twice_keeps_its_last_value_as_django_does(self) -> None:
+        self.assertEqual(parse_cookie_header("sessionid=old; sessionid=new")["sessionid"], "new")
+
+    def test_quoted_values_are_unquoted(self) -> None:
+        self.assertEqual(parse_cookie_header('pref="a b"')["pref"], "a b")
+
+    def test_no_header_is_no_cookies(self) -> None:
+        self.assertEqual(dict(parse_cookie_header(None)), {})

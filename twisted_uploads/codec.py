@@ -109,7 +109,8 @@ def decode_message(text: str | bytes, schema: dict[str, dict[str, type | tuple[t
                               f"{message_type}: field {name!r} must be {_type_name(expected)}")
     for name, expected in (optional or {}).get(message_type, {}).items():
         if name in message and not _has_type(message[name], expected):
-            raise UploadError(ErrorCode.PROTOCOL_ERROR, f"{message_type}: field {name!r} must be {_type_name(expected)}")
+            raise UploadError(ErrorCode.PROTOCOL_ERROR,
+                              f"{message_type}: field {name!r} must be {_type_name(expected)}")
     return message
 
 

@@ -97,7 +97,7 @@ def build_upload_server(options: Options, verifier) -> UploadServer:  # type: ig
                         max_session_entries=options["max-session-entries"], max_open_files=options["max-open-files"])
 
 
-def no_verifier(token: str):  # type: ignore[no-untyped-def]
+def no_verifier(token: str, handshake: object = None):  # type: ignore[no-untyped-def]
     """Refuse every token: the placeholder until an application installs its verifier (Django mode)."""
     raise UploadError(ErrorCode.INVALID_TOKEN, "no token verifier is configured")
 

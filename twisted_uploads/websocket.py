@@ -111,7 +111,8 @@ def origin_allowed(origin: str | None, allowed: Iterable[str], *, host: str, sec
         if pattern == "*":
             return True
         if "://" in pattern:
-            wanted = _origin_pattern(pattern)
+            # A configured full origin; its host may be a ``*.example.com`` pattern (urlsplit keeps it as it is).
+            wanted = parse_origin(pattern.rstrip("/"))
             if wanted is not None and wanted[0] == scheme and wanted[2] == origin_port \
                     and _host_matches(origin_host, wanted[1]):
                 return True
@@ -122,11 +123,6 @@ def origin_allowed(origin: str | None, allowed: Iterable[str], *, host: str, sec
         if origin_port == (bare[1] if bare[1] is not None else own_port):
             return True
     return False
-
-
-def _origin_pattern(pattern: str) -> tuple[str, str, int | None] | None:
-    """A configured full origin; its host may start with ``*.`` (which ``urlsplit`` keeps as it is)."""
-    return parse_origin(pattern.rstrip("/"))
 
 
 #: Seconds a peer gets to answer our close frame before the TCP connection is dropped.

@@ -24,7 +24,6 @@ from twisted.trial import unittest
 from django_shim import bridge
 from django_shim.conf import uploads_settings
 from django_shim.tokens import DjangoTokenVerifier
-from twisted_uploads import SUBPROTOCOL
 from twisted_uploads.client import FileUpload, UploadClient
 from twisted_uploads.client import uploader as _uploader
 from twisted_uploads.service import UploadServer
@@ -134,8 +133,9 @@ def django_thread(test: Callable[..., Any]) -> Callable[..., Deferred]:
 class CookieUploadClient(UploadClient):
     """The Python upload client, sending ``cookies`` with its handshake as the browser does.
 
-    The client has no option for request headers yet, so this test double builds its factory the way
-    ``UploadClient._connect`` does, plus a ``Cookie`` header.
+    The client has no option for request headers yet, so while :meth:`UploadClient._connect` builds its factory
+    (synchronously, in the reactor thread) the factory class it uses is one that adds the ``Cookie`` header;
+    everything else about connecting stays the client's own.
     """
 
     def __init__(self, url: str, token: str, *, cookies: Mapping[str, str], **kwargs: Any) -> None:
@@ -143,13 +143,20 @@ class CookieUploadClient(UploadClient):
         self.cookie_header = "; ".join(f"{name}={value}" for name, value in cookies.items())
 
     def _connect(self) -> None:
-        headers = {"Cookie": self.cookie_header} if self.cookie_header else None
-        factory = _uploader._ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin,
-                                           headers=headers)
-        factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=_uploader.MAX_FRAME,
-                                   maxMessagePayloadSize=_uploader.MAX_FRAME, openHandshakeTimeout=0,
-                                   closeHandshakeTimeout=0)
-        _uploader.connectWS(factory)
+        original = _uploader._ClientFactory
+        cookie_header = self.cookie_header
+
+        class WithCookie(original):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                if cookie_header:
+                    self.headers = {**(self.headers or {}), "Cookie": cookie_header}
+
+        _uploader._ClientFactory = WithCookie
+        try:
+            super()._connect()
+        finally:
+            _uploader._ClientFactory = original
 
 
 class ShimServerTestCase(unittest.TestCase):

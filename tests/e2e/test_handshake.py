@@ -3,10 +3,15 @@ control messages, session take-over (docs/protocol.md §1, §3, §7)."""
 
 from __future__ import annotations
 
-from twisted.internet import reactor
+from pathlib import Path
+
+import twisted.test
+from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SkipTest
 
 from twisted_uploads.codec import MAX_CONTROL_BYTES
 from twisted_uploads.connection import ConnectionLimits
@@ -67,13 +72,21 @@ class Response:
 class HandshakeTestCase(ServerTestCase):
 
     @inlineCallbacks
-    def handshake(self, headers: list[tuple[str, str]] = (), upgrade: bool = True):  # type: ignore[no-untyped-def]
+    def handshake(self, headers: list[tuple[str, str]] = (), upgrade: bool = True,  # type: ignore[no-untyped-def]
+                  port: int | None = None, tls: bool = False, ipv6: bool = False):
         """Send a GET to the socket's path with ``headers`` (and the upgrade headers); return the Response."""
-        port = self.port.getHost().port
-        lines = ["GET /uploads/ws HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{n}: {v}" for n, v in
-                                                                         [*(UPGRADE if upgrade else []), *headers])]
+        port = port or self.port.getHost().port
+        host = f"[::1]:{port}" if ipv6 else f"127.0.0.1:{port}"
+        lines = ["GET /uploads/ws HTTP/1.1", f"Host: {host}", *(f"{n}: {v}" for n, v in
+                                                             [*(UPGRADE if upgrade else []), *headers])]
         protocol = _RawHTTP(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol)
+        if ipv6:
+            endpoint = TCP6ClientEndpoint(reactor, "::1", port)
+        elif tls:
+            endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port, ssl.CertificateOptions())
+        else:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        yield connectProtocol(endpoint, protocol)
         raw = yield protocol.done
         return Response(raw)
 
@@ -120,6 +133,55 @@ class OriginRefusalTests(HandshakeTestCase):
     def test_same_origin_upgrades(self):
         response = yield self.handshake([("Origin", self.page_origin)])
         self.assertEqual(response.code, 101)
+
+
+class TLSOriginTests(HandshakeTestCase):
+    """Over TLS (``wss://``) the page's scheme is ``https``: an ``http`` page of the same host and port is refused."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        pem = (Path(twisted.test.__file__).parent / "server.pem").read_bytes()
+        certificate = ssl.PrivateCertificate.loadPEM(pem)
+        self.tls_port = reactor.listenSSL(0, self.server.standalone_site(), certificate.options(),
+                                          interface="127.0.0.1")
+        self.addCleanup(self.tls_port.stopListening)
+
+    @inlineCallbacks
+    def test_the_https_page_of_the_same_host_and_port_upgrades(self):
+        port = self.tls_port.getHost().port
+        response = yield self.handshake([("Origin", f"https://127.0.0.1:{port}")], port=port, tls=True)
+        self.assertEqual(response.code, 101)
+
+    @inlineCallbacks
+    def test_the_http_page_of_the_same_host_and_port_is_refused(self):
+        port = self.tls_port.getHost().port
+        response = yield self.handshake([("Origin", f"http://127.0.0.1:{port}")], port=port, tls=True)
+        self.assertEqual(response.code, 403)
+
+
+class IPv6OriginTests(HandshakeTestCase):
+    """``[::1]`` from ``ALLOWED_HOSTS`` matches a page on the IPv6 loopback."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.server.allowed_origins = ("localhost", "[::1]")
+        try:
+            self.v6_port = reactor.listenTCP(0, self.server.standalone_site(), interface="::1")
+        except CannotListenError as error:  # a machine without IPv6 loopback
+            raise SkipTest(f"no IPv6 loopback: {error}") from None
+        self.addCleanup(self.v6_port.stopListening)
+
+    @inlineCallbacks
+    def test_the_ipv6_loopback_page_upgrades(self):
+        port = self.v6_port.getHost().port
+        response = yield self.handshake([("Origin", f"http://[::1]:{port}")], port=port, ipv6=True)
+        self.assertEqual(response.code, 101)
+
+    @inlineCallbacks
+    def test_the_ipv6_loopback_page_on_another_port_is_refused(self):
+        port = self.v6_port.getHost().port
+        response = yield self.handshake([("Origin", f"http://[::1]:{port + 1}")], port=port, ipv6=True)
+        self.assertEqual(response.code, 403)
 
 
 class ServerHeaderTests(HandshakeTestCase):
