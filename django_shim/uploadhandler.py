@@ -182,8 +182,11 @@ class SlotUploadHandler(FileUploadHandler):
         except UploadError as error:
             upload.refuse(error)
             raise StopFutureHandlers from None
-        descriptor, upload.path = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=self.directory)
-        upload._file = os.fdopen(descriptor, "wb")
+        try:
+            descriptor, upload.path = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=self.directory)
+            upload._file = os.fdopen(descriptor, "wb")
+        except OSError as error:
+            upload.refuse(_storage_failed(name, error))
         raise StopFutureHandlers
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
@@ -197,7 +200,11 @@ class SlotUploadHandler(FileUploadHandler):
         if upload.size > slot.max_file_size:
             upload.refuse(UploadError(ErrorCode.TOO_LARGE))
             return None
-        upload._file.write(raw_data)
+        try:
+            upload._file.write(raw_data)
+        except OSError as error:  # disk full, quota: this file fails, the post and its other files go on
+            upload.refuse(_storage_failed(sanitize_name(upload.name), error))
+            return None
         upload.bytes_written += len(raw_data)
         upload._hash.update(raw_data)
         if len(upload.head) < HEAD_BYTES:
@@ -218,7 +225,11 @@ class SlotUploadHandler(FileUploadHandler):
             upload.error = UploadError(ErrorCode.TOO_LARGE, f"{name} is {format_size(upload.size)}; the limit is "
                                                             f"{format_size(slot.max_file_size)}.")
         if upload.error is None:
-            upload._file.close()
+            try:
+                upload._file.close()
+            except OSError as error:
+                upload.refuse(_storage_failed(sanitize_name(upload.name), error))
+        if upload.error is None:
             upload._file = None
             upload.sha256 = upload._hash.hexdigest()
             self._taken[upload.field_name] += 1
@@ -253,6 +264,11 @@ class SlotUploadHandler(FileUploadHandler):
             log.warn("Could not count the existing entries of {slot}: {error}", slot=slot_name, error=error)
             self._existing_entries = None
             return 0
+
+
+def _storage_failed(name: str, error: OSError) -> UploadError:
+    log.warn("Could not store posted file {name}: {error}", name=name, error=error)
+    return UploadError(ErrorCode.STORAGE_FAILED, f"could not store {name}: {error.strerror or error}")
 
 
 def install_upload_handler(request: HttpRequest, view_class: str) -> SlotUploadHandler | None:

@@ -157,8 +157,12 @@ class DeclaredTypeTests(TestCase):
     def test_text_declared_as_pdf_is_type_mismatch(self) -> None:
         self.assertMismatch("cv.bin", "application/pdf", text_bytes(300))
 
-    def test_png_declared_as_text_plain_is_type_mismatch(self) -> None:
-        self.assertMismatch("blob", "text/plain", png_bytes())
+    def test_text_plain_says_nothing_as_it_is_the_multipart_default(self) -> None:
+        # RFC 7578: a part without a Content-Type is text/plain; Django's SimpleUploadedFile declares it by default.
+        self.assertEqual(check_content(ANY, "blob", "text/plain", png_bytes()), "image/png")
+
+    def test_png_declared_as_csv_is_type_mismatch(self) -> None:
+        self.assertMismatch("blob", "text/csv", png_bytes())
 
     def test_octet_stream_says_nothing(self) -> None:
         self.assertEqual(check_content(ANY, "me.png", "application/octet-stream", png_bytes()), "image/png")

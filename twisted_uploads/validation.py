@@ -79,7 +79,10 @@ _GENERIC_MIMES = {"", "application/octet-stream", "binary/octet-stream", "applic
                   "application/unknown", "application/x-unknown", "unknown/unknown", "application/x-unknown-content-type",
                   "application/force-download", "application/x-download", "application/download",
                   # Windows' name for .tgz, .zip, .gz, .z ... alike.
-                  "application/x-compressed", "*/*"}
+                  "application/x-compressed", "*/*",
+                  # The default of a multipart part without a Content-Type (RFC 7578 §4.4), and the default of
+                  # tools built on it (Django's SimpleUploadedFile): it says nothing about a file's format.
+                  "text/plain"}
 #: Declared types browsers and operating systems really send, beyond the canonical ones filetype reports.
 _MIME_EXTENSIONS: dict[str, str] = {
     "image/jpg": "jpg", "image/pjpeg": "jpg", "image/x-citrix-jpeg": "jpg", "image/x-png": "png",

@@ -190,6 +190,22 @@ class ReadWhilePostedTests(ShimServerTestCase):
                       '<span class="upload-error">me.png: The file is larger than allowed.</span></span>', after.html)
 
     @inlineCallbacks
+    def test_the_seed_profile_view_lists_a_pdf_named_png_after_a_plain_post(self):
+        # The case: the seed's save_avatar runs (it only ever sees complete entries) and the page it
+        # redirects to says why the avatar was not taken — no 500.
+        def post():
+            page = self.browser.open("/profile/")
+            return self.browser.client.post(f"/profile/?dj_view={page.view_id}", {
+                **form_fields(page, "save_avatar"),
+                "avatar": SimpleUploadedFile("cv.png", pdf_bytes(), "image/png")})
+
+        response = yield in_thread(post)
+        self.assertEqual(response.status_code, 303)
+        after = yield in_thread(self.browser.open, response["Location"])
+        self.assertIn("cv.png: The file&#x27;s content does not match its type or extension.", after.html)
+        self.assertNotIn("/media/avatars/cv", after.html)
+
+    @inlineCallbacks
     def test_a_refusal_is_listed_once(self):
         page, response = yield in_thread(self.submit, "/profile/", "save_avatar",
                                          {"avatar": SimpleUploadedFile("me.png", b"not a png", "image/png")})

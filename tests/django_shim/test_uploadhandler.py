@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -101,9 +104,8 @@ class SlotUploadHandlerTests(unittest.TestCase):
         body = multipart(("avatar", "me.png", png_bytes(pad_to=3_000_000)))
         self.parse(body, slots)
         file_start = body.index(b"\r\n\r\n") + 4
-        # Django's parser reads one chunk ahead of the chunk it hands to the handler.
         self.assertIsNotNone(self.body.read_when_gone)
-        self.assertLessEqual(self.body.read_when_gone, file_start + 200_000 + 2 * CHUNK)
+        self.assertLessEqual(self.body.read_when_gone, file_start + 200_000 + CHUNK)
 
     def test_an_accepted_file_is_hashed_and_its_head_kept_while_it_is_read(self):
         content = png_bytes(pad_to=300_000)
@@ -165,6 +167,43 @@ class SlotUploadHandlerTests(unittest.TestCase):
         [upload] = files.getlist("avatar")
         self.assertEqual(upload.error.code, ErrorCode.NOT_ACCEPTED)
         self.assertEqual(self.body.names, set())
+
+    def test_a_part_file_that_cannot_be_created_fails_that_file_with_storage_failed(self):
+        slots = {"avatar": SlotConfig(), "other": SlotConfig()}
+        self.handler = SlotUploadHandler(None, slots, self.parts / "gone", None)
+        body = multipart(("avatar", "me.png", png_bytes()), ("after", None, b"yes"))
+        meta = {"CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}", "CONTENT_LENGTH": str(len(body))}
+        post, files = MultiPartParser(meta, io.BytesIO(body), [self.handler]).parse()
+        self.assertEqual(files["avatar"].error.code, ErrorCode.STORAGE_FAILED)
+        self.assertEqual(post["after"], "yes")
+
+    def test_a_write_that_fails_mid_file_fails_that_file_with_storage_failed(self):
+        # A real failing write: the parse runs in a child process whose file-size limit (RLIMIT_FSIZE) makes the
+        # part file's write fail with EFBIG after 100 kB, as a full disk fails it with ENOSPC.
+        body = Path(self.mktemp())
+        body.write_bytes(multipart(("avatar", "big.png", png_bytes(pad_to=400_000)),
+                                   ("avatar", "small.png", png_bytes()), ("after", None, b"yes")))
+        script = textwrap.dedent(f"""
+            import io, resource, signal
+            from pathlib import Path
+            import django
+            from django.conf import settings
+            settings.configure()
+            django.setup()
+            from django.http.multipartparser import MultiPartParser
+            from django_shim.uploadhandler import SlotUploadHandler
+            from twisted_uploads.slots import SlotConfig
+            body = Path({str(body.resolve())!r}).read_bytes()
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+            handler = SlotUploadHandler(None, {{"avatar": SlotConfig(max_entries=2)}}, Path({str(self.parts)!r}))
+            meta = {{"CONTENT_TYPE": "multipart/form-data; boundary={BOUNDARY}", "CONTENT_LENGTH": str(len(body))}}
+            post, files = MultiPartParser(meta, io.BytesIO(body), [handler]).parse()
+            big, small = files.getlist("avatar")
+            print(big.error.code.value if big.error else "stored", small.error, post["after"], big.path)
+        """)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.stdout.split(), ["storage_failed", "None", "yes", "None"], result.stderr[-2000:])
 
     def test_files_of_other_fields_go_to_djangos_handlers(self):
         _, files = self.parse(multipart(("avatar", "me.png", png_bytes()), ("other", "notes.txt", b"hello")),
