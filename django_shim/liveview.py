@@ -42,7 +42,7 @@ from .fallback import ingest_posted_files, pop_refusals, remember_refusals
 from .html import CSRF_FIELD, EVENT_FIELD, VIEW_FIELD, document_shape, rewrite_directives
 from .page import scripts_html, websocket_url
 from .state import ViewState, ViewStateStore, new_upload_session_id, new_view_id
-from .tokens import mint_token
+from .tokens import MAX_ADOPT_SESSIONS, mint_token
 from .uploadhandler import install_upload_handler
 
 #: Header the browser client sets on its event POSTs; the answer is then the root element only.
@@ -231,8 +231,10 @@ class LiveView(View):
             # The token is bound to the session key, which a brand-new session only gets when first saved.
             session.save()
         config = uploads_settings()
+        earlier = self._state_store().earlier_upload_sessions(self._class_path(), self._dj_view_id,
+                                                              MAX_ADOPT_SESSIONS)
         return mint_token(config.secret, self._dj_upload_session, self._dj_upload_slots, config.token_ttl,
-                          session.session_key or "")
+                          session.session_key or "", adopt=earlier)
 
     # -- state -------------------------------------------------------------------------------------------------------
     def _state_store(self) -> ViewStateStore:

@@ -96,6 +96,17 @@ class ViewStateStore:
             return None
         return state if state.view_class == view_class else None
 
+    def earlier_upload_sessions(self, view_class: str, except_view_id: str, limit: int) -> list[str]:
+        """Upload sessions of this session's other views of ``view_class``, most recently used first.
+
+        A page reloaded mid-upload is a new view instance; these are what its token lets it continue.
+        """
+        views = self._session.get(SESSION_KEY) or {}
+        ordered = sorted(((float(raw.get("t", 0.0)), raw.get("u", "")) for view_id, raw in views.items()
+                          if view_id != except_view_id and isinstance(raw, dict) and raw.get("c") == view_class),
+                         reverse=True)
+        return [upload_session for _touched, upload_session in ordered if upload_session][:limit]
+
     def save(self, view_id: str, state: ViewState) -> None:
         """Store ``state`` under ``view_id``, evicting the least recently used states beyond the limit."""
         check_serializable(state.view_class, state.attributes)

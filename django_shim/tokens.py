@@ -22,14 +22,14 @@ rotation is for: those pages must be reloaded.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.slots import SlotConfig
-from twisted_uploads.tokens import Handshake, TokenGrant
+from twisted_uploads.tokens import MAX_ADOPT_SESSIONS, Handshake, TokenGrant, adopt_from_payload
 
 TOKEN_SALT = "twisted_uploads.token"
 SESSION_BINDING_SALT = "twisted_uploads.session"
@@ -42,8 +42,12 @@ def session_binding(secret: str, django_session_key: str) -> str:
 
 
 def mint_token(secret: str, upload_session: str, slots: Mapping[str, SlotConfig], ttl: float,
-               django_session_key: str, now: float | None = None) -> str:
-    """Sign a token granting ``upload_session`` the given slots for ``ttl`` seconds."""
+               django_session_key: str, now: float | None = None, adopt: Sequence[str] = ()) -> str:
+    """Sign a token granting ``upload_session`` the given slots for ``ttl`` seconds.
+
+    ``adopt`` lists upload sessions of earlier pages *of the same Django session* whose paused entries this page
+    may continue (resume after a reload); the signature keeps anyone from adding another user's.
+    """
     issued = time.time() if now is None else now
     payload = {
         "v": TOKEN_VERSION,
@@ -52,6 +56,8 @@ def mint_token(secret: str, upload_session: str, slots: Mapping[str, SlotConfig]
         "exp": int(issued + ttl),
         "sk": session_binding(secret, django_session_key),
     }
+    if adopt:
+        payload["adopt"] = list(adopt)[:MAX_ADOPT_SESSIONS]
     return signing.dumps(payload, key=secret, salt=TOKEN_SALT, compress=True)
 
 
@@ -97,7 +103,7 @@ class DjangoTokenVerifier:
         if expires_at <= self._now():
             raise UploadError(ErrorCode.INVALID_TOKEN, "The upload token has expired; reload the page.")
         self._check_binding(payload, handshake)
-        return TokenGrant(session=session, slots=slots, expires_at=expires_at)
+        return TokenGrant(session=session, slots=slots, expires_at=expires_at, adopt=adopt_from_payload(payload))
 
     def _check_binding(self, payload: Mapping[str, Any], handshake: Handshake) -> None:
         """The handshake's session cookie must be the one the token was minted for (a key under any of the

@@ -175,9 +175,10 @@ class Server:
         self.limits = limits or ConnectionLimits(window_chunks=16)
 
     def token(self, session: str = "session-1", slots: dict[str, SlotConfig] | None = None,
-              ttl: float = 3600.0) -> str:
-        """A token valid at the clock's current time."""
-        return make_token(SECRET, session, DEFAULT_SLOTS if slots is None else slots, ttl, now=self.clock.seconds())
+              ttl: float = 3600.0, adopt: tuple[str, ...] = ()) -> str:
+        """A token valid at the clock's current time (naming ``adopt`` as earlier sessions it may continue)."""
+        return make_token(SECRET, session, DEFAULT_SLOTS if slots is None else slots, ttl, now=self.clock.seconds(),
+                          adopt=adopt)
 
     def connect(self, verifier: Any = None, handshake: Handshake | None = None) -> Client:
         """A new connection that has not authenticated yet (opened with ``handshake``, checked by ``verifier``)."""
@@ -187,10 +188,11 @@ class Server:
         connection.connection_made()
         return Client(connection, transport)
 
-    def client(self, session: str = "session-1", slots: dict[str, SlotConfig] | None = None) -> Client:
+    def client(self, session: str = "session-1", slots: dict[str, SlotConfig] | None = None,
+               adopt: tuple[str, ...] = ()) -> Client:
         """A connection authenticated to ``session``, with the welcome already read."""
         client = self.connect()
-        client.send("auth", token=self.token(session, slots))
+        client.send("auth", token=self.token(session, slots, adopt=adopt))
         [welcome] = client.transport.take()
         assert welcome["type"] == "welcome", welcome
         client.welcome = welcome

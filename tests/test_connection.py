@@ -1019,3 +1019,40 @@ class WindowBudgetTests(ConnectionTestCase):
         acks = [m["offset"] for m in last.transport.take() if m["type"] == "ack"]
         self.assertTrue(acks, "no ack within one window: the client would stall")
         self.assertLessEqual(acks[0], answer["window"] // 4 + 16384)
+
+
+class AdoptTests(TestCase):
+    """Resume after a reload: a new page continues a paused entry of an earlier page its token names."""
+
+    def setUp(self) -> None:
+        self.server = Server(self.mktemp())
+        self.data = text_bytes(5000)
+        old = self.server.client("old-page")
+        old.send("announce", ref="f1", slot="files", name="holiday.txt", mime="text/plain", size=5000,
+                 fingerprint={"name": "holiday.txt", "size": 5000, "lastModified": 1700000000, "head_sha256": "ab"})
+        self.entry_id = old.transport.take()[0]["entry"]
+        old.stream(self.entry_id, self.data[:2048])
+        old.connection.connection_lost()
+
+    def test_welcome_offers_the_earlier_pages_paused_entry_with_its_fingerprint_and_offset(self) -> None:
+        new = self.server.client("new-page", adopt=("old-page",))
+        [offer] = new.welcome["adoptable"]
+        self.assertEqual((offer["entry"], offer["offset"], offer["status"], offer["fingerprint"]["head_sha256"]),
+                         (self.entry_id, 2048, "paused", "ab"))
+
+    def test_adopting_continues_from_the_offset_and_completes_with_the_exact_sha256(self) -> None:
+        new = self.server.client("new-page", adopt=("old-page",))
+        new.send("adopt", entry=self.entry_id, ref="again")
+        [accepted] = new.transport.take()
+        self.assertEqual((accepted["type"], accepted["ref"], accepted["offset"]), ("accepted", "again", 2048))
+        new.stream(self.entry_id, self.data, start=2048)
+        complete = [m for m in new.transport.take() if m["type"] == "complete"]
+        self.assertEqual(complete[0]["sha256"], sha256(self.data))
+
+    def test_a_token_that_does_not_name_the_earlier_session_can_neither_see_nor_adopt(self) -> None:
+        stranger = self.server.client("someone-else")
+        self.assertEqual(stranger.welcome["adoptable"], [])
+        stranger.send("adopt", entry=self.entry_id, ref="steal")
+        [answer] = stranger.transport.take()
+        self.assertEqual((answer["type"], answer["code"]), ("rejected", "unknown_entry"))
+        self.assertEqual(self.server.registry.list_entries("old-page")[0].status.value, "paused")

@@ -26,10 +26,11 @@ CLIENT_MESSAGES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "announce": {"ref": str, "slot": str, "name": str, "mime": str, "size": int},
     "cancel": {"entry": int},
     "resume": {"entry": int},
+    "adopt": {"entry": int, "ref": str},
 }
 #: Fields a client message may carry; when present they must have this type.
 CLIENT_OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "announce": {"relative_path": str},
+    "announce": {"relative_path": str, "fingerprint": (dict, str)},
 }
 #: The code for a missing or mistyped field, where it is not ``protocol_error``: a client that sends no usable
 #: token is told its token is the problem (close 4001), as for any other token the verifier refuses.

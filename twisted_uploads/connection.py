@@ -87,6 +87,8 @@ class UploadConnection:
         self.limits = limits or ConnectionLimits()
         self.state = ConnectionState.AWAITING_AUTH
         self.session: UploadSession | None = None
+        #: Upload sessions of earlier pages (same user, listed by the token) whose paused entries may be adopted.
+        self._adopt_from: tuple[str, ...] = ()
         self._auth_timer: IDelayedCall | None = None
         #: Per entry streamed here: (offset last acknowledged, bytes between acks = a quarter of its window).
         self._acks: dict[int, tuple[int, int]] = {}
@@ -178,6 +180,7 @@ class UploadConnection:
         grant = self.verifier(token, self.handshake)
         self._stop_auth_timer()
         self.session = self.registry.open_session(grant.session, grant.slots)
+        self._adopt_from = grant.adopt
         self.registry.attach(self.session)
         self.state = ConnectionState.OPEN
         max_frame = self._frame_limit(self.session)
@@ -188,6 +191,7 @@ class UploadConnection:
                  for name, slot in self.session.slots.items()}
         self._send("welcome", protocol=PROTOCOL_VERSION, session=grant.session, slots=slots,
                    entries=[entry.info().to_dict() for entry in self.session.entries.values()],
+                   adoptable=[info.to_dict() for info in self.registry.adoptable(self._adopt_from, self.session)],
                    max_parallel=self.limits.max_parallel, max_frame=max_frame)
 
     def _frame_limit(self, session: UploadSession) -> int:
@@ -213,7 +217,28 @@ class UploadConnection:
                 raise UploadError(ErrorCode.SERVER_BUSY,
                                   f"at most {self.limits.max_parallel} uploads at once per connection")
             entry = self.registry.announce(session, self, ref, message["slot"], message["name"], message["mime"],
-                                           message["size"], relative_path=message.get("relative_path"))
+                                           message["size"], relative_path=message.get("relative_path"),
+                                           fingerprint=message.get("fingerprint"))
+        except UploadError as error:
+            self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)
+            return
+        self._send_accepted(entry)
+
+    def _on_adopt(self, message: dict[str, Any]) -> None:
+        """Continue a paused entry of an earlier page (resume after a reload) under this page's ``ref``."""
+        session = self.session
+        assert session is not None
+        entry_id, ref = message["entry"], message["ref"]
+        source = next((sid for sid in self._adopt_from if entry_id in self.registry.entry_ids(sid)), None)
+        try:
+            if not ref or len(ref) > MAX_REF_LENGTH or session.entry_by_ref(ref) is not None:
+                raise UploadError(ErrorCode.PROTOCOL_ERROR, "ref must be 1-64 characters and unique in the session")
+            if source is None:
+                raise UploadError(ErrorCode.UNKNOWN_ENTRY, f"no paused upload {entry_id} to continue")
+            if self._uploading_count() >= self.limits.max_parallel:
+                raise UploadError(ErrorCode.SERVER_BUSY,
+                                  f"at most {self.limits.max_parallel} uploads at once per connection")
+            entry = self.registry.adopt(source, entry_id, session, self, ref=ref)
         except UploadError as error:
             self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)
             return

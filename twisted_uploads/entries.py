@@ -59,7 +59,7 @@ class EntryInfo:
     #: The file's path inside a dropped folder (sanitised segments, no ``..``), or None for a single file.
     relative_path: str | None = None
     #: What the client said identifies the file (name, size, mtime, hash of its head), to match it after a reload.
-    fingerprint: str | None = None
+    fingerprint: Any = None
 
     @property
     def progress(self) -> int:
@@ -109,7 +109,7 @@ class Entry:
         self.path: str | None = None
         self.detected_type: str | None = None
         self.relative_path: str | None = None
-        self.fingerprint: str | None = None
+        self.fingerprint: Any = None
         self.owner: EntryOwner | None = None
         self.last_activity = 0.0
         #: Absolute time (registry clock) at which a paused or finished entry expires; None while streaming.

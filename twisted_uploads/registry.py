@@ -13,6 +13,7 @@ nor its TTL deletes it until that request consumed or released it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import secrets
@@ -42,7 +43,8 @@ CANCELLED_TTL = 60.0
 DEFAULT_CLAIM_TTL = 600.0
 #: Paused entries of earlier pages a new page is offered at most (resume after a reload).
 MAX_ADOPTABLE = 20
-MAX_FINGERPRINT_LENGTH = 200
+#: Bytes of JSON a client's file fingerprint may take (bigger ones are not kept).
+MAX_FINGERPRINT_LENGTH = 400
 
 
 def default_max_open_files() -> int:
@@ -245,7 +247,7 @@ class UploadRegistry:
 
     def announce(self, session: UploadSession, owner: EntryOwner, ref: str, slot_name: str, name: str,
                  mime: str, size: object, relative_path: str | None = None,
-                 fingerprint: str | None = None) -> Entry:
+                 fingerprint: object = None) -> Entry:
         """Create an entry for an announced file, or raise :class:`UploadError` saying why not."""
         client_name = sanitize_name(name)
         slot = self._admit(session, slot_name, client_name, mime, size)
@@ -263,8 +265,8 @@ class UploadRegistry:
         self.open_files += 1
         entry = Entry(entry_id, ref, slot_name, slot, client_name, mime, size, writer)
         entry.relative_path = sanitize_relative_path(relative_path)
-        if isinstance(fingerprint, str) and fingerprint:
-            entry.fingerprint = fingerprint[:MAX_FINGERPRINT_LENGTH]
+        if fingerprint and len(json.dumps(fingerprint)) <= MAX_FINGERPRINT_LENGTH:
+            entry.fingerprint = fingerprint
         try:
             # The record exists before the client may send (and be acknowledged) a single byte.
             self.records.save(entry.to_record(session.session_id), True)
@@ -387,7 +389,13 @@ class UploadRegistry:
                       if entry.status is EntryStatus.PAUSED and entry.slot_name in into.slots]
         return found[:MAX_ADOPTABLE]
 
-    def adopt(self, from_session_id: str, entry_id: int, into: UploadSession, owner: EntryOwner) -> Entry:
+    def entry_ids(self, session_id: str) -> set[int]:
+        """The ids of a session's unconsumed entries (empty for an unknown session)."""
+        session = self.sessions.get(session_id)
+        return set(session.entries) if session is not None else set()
+
+    def adopt(self, from_session_id: str, entry_id: int, into: UploadSession, owner: EntryOwner, *,
+              ref: str | None = None) -> Entry:
         """Move a paused entry of an earlier page into ``into`` and make ``owner`` stream it from its offset.
 
         Raises ``UploadError(unknown_entry)`` for anything that is not a paused entry of that session in a slot the
@@ -409,6 +417,8 @@ class UploadRegistry:
         self._cancel_expiry(entry)
         del source.entries[entry_id]
         self.records.delete(from_session_id, entry_id)
+        if ref:
+            entry.ref = ref
         into.entries[entry_id] = entry
         self._save(into, entry, durable=True)
         self._forget_if_idle(source)

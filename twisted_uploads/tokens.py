@@ -33,6 +33,9 @@ class TokenGrant:
     session: str
     slots: dict[str, SlotConfig]
     expires_at: float
+    #: Upload sessions of earlier pages whose paused entries this page may continue (resume after a reload); the
+    #: application lists only sessions of the same user, and the signature keeps the list as it wrote it.
+    adopt: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,16 @@ def _secret_bytes(secret: str | bytes) -> bytes:
 
 
 def make_token(secret: str | bytes, session: str, slots: Mapping[str, SlotConfig], ttl: float = 3600.0,
-               now: float | None = None) -> str:
-    """Mint a standalone token for ``session`` granting ``slots`` for ``ttl`` seconds."""
+               now: float | None = None, adopt: tuple[str, ...] = ()) -> str:
+    """Mint a standalone token for ``session`` granting ``slots`` for ``ttl`` seconds.
+
+    ``adopt`` names earlier sessions of the same user whose paused entries this one may continue.
+    """
     issued = time.time() if now is None else now
-    payload = {"v": TOKEN_VERSION, "session": session, "exp": issued + ttl,
-               "slots": {name: slot.to_dict() for name, slot in slots.items()}}
+    payload: dict[str, Any] = {"v": TOKEN_VERSION, "session": session, "exp": issued + ttl,
+                               "slots": {name: slot.to_dict() for name, slot in slots.items()}}
+    if adopt:
+        payload["adopt"] = list(adopt)
     payload_part = _b64encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
     return f"{payload_part}.{_signature(_secret_bytes(secret), payload_part)}"
 
@@ -120,7 +128,19 @@ def grant_from_payload(payload: Mapping[str, Any], now: float) -> TokenGrant:
         raise UploadError(ErrorCode.INVALID_TOKEN, "malformed token payload")
     if expires_at <= now:
         raise UploadError(ErrorCode.INVALID_TOKEN, "the upload token has expired; reload the page")
-    return TokenGrant(session, slots, float(expires_at))
+    return TokenGrant(session, slots, float(expires_at), adopt_from_payload(payload))
+
+
+#: Earlier pages a token may name for adoption.
+MAX_ADOPT_SESSIONS = 10
+
+
+def adopt_from_payload(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """The token's ``adopt`` list: upload session ids, at most :data:`MAX_ADOPT_SESSIONS`, anything else ignored."""
+    listed = payload.get("adopt")
+    if not isinstance(listed, list):
+        return ()
+    return tuple(s for s in listed if isinstance(s, str) and 0 < len(s) <= 200)[:MAX_ADOPT_SESSIONS]
 
 
 class HMACTokenVerifier:

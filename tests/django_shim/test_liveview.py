@@ -135,3 +135,40 @@ class DecoratorTests(unittest.TestCase):
         def four(self): ...
 
         self.assertEqual([is_event_handler(f) for f in (one, two, three, four)], [True, True, True, False])
+
+
+class ReloadAdoptionTests(unittest.TestCase):
+    """A reloaded page's token names the earlier pages of the same Django session (and only those)."""
+
+    @staticmethod
+    def grant(page: Page):
+        from django.core import signing
+
+        from django_shim.conf import uploads_settings
+        from django_shim.tokens import TOKEN_SALT
+        from twisted_uploads.tokens import adopt_from_payload
+
+        config = uploads_settings()
+        payload = signing.loads(page.token, key=config.secret, salt=TOKEN_SALT)
+        return payload["session"], adopt_from_payload(payload)
+
+    @django_thread
+    def test_a_reloaded_page_may_continue_the_earlier_pages_uploads(self):
+        browser = Browser()
+        first_session, _ = self.grant(browser.open("/files/"))
+        second_session, adopt = self.grant(browser.open("/files/"))
+        self.assertNotEqual(first_session, second_session)
+        self.assertEqual(adopt, (first_session,))
+
+    @django_thread
+    def test_another_browser_session_never_names_this_ones_uploads(self):
+        mine, _ = self.grant(Browser().open("/files/"))
+        _, adopt = self.grant(Browser().open("/files/"))
+        self.assertNotIn(mine, adopt)
+
+    @django_thread
+    def test_pages_of_another_view_are_not_named(self):
+        browser = Browser()
+        browser.open("/docs/")
+        _, adopt = self.grant(browser.open("/files/"))
+        self.assertEqual(adopt, ())
