@@ -321,8 +321,10 @@ class UploadClient:
             self._check_done()
             return
         fatal = FATAL_CLOSE_CODES.get(code or 0)
+        server_said = self._server_error
+        if fatal is None and server_said is not None and server_said.code in FATAL_CLOSE_CODES.values():
+            fatal = server_said.code  # the error arrived, its close frame did not (a proxy, a crash): still final
         if fatal is not None:
-            server_said = self._server_error
             self._fail_run(server_said if server_said is not None and server_said.code is fatal
                            else UploadError(fatal, reason or MESSAGES[fatal]))
             return
