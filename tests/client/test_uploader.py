@@ -61,6 +61,24 @@ class RefusalTests(ServerTestCase):
         self.assertEqual((result.code, result.message), ("invalid_token", "the upload token has expired"))
         self.assertEqual((client.reconnects, peer.auths), (0, 1))
 
+    def test_no_files_fire_at_once_with_no_results(self):
+        done = UploadClient(self.url, self.token()).upload([])
+        self.assertEqual(self.successResultOf(done), [])
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_wss_url_without_tls_support_ends_the_run_instead_of_raising(self):
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            self.skipTest("pyOpenSSL is installed: wss:// can be tried here")
+        client = UploadClient(self.url.replace("ws://", "wss://"), self.token())
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
+        self.assertEqual(result.code, "unreachable")
+        self.assertIn("OpenSSL", result.message)
+
     def test_a_url_that_is_not_a_websocket_url_is_refused_before_any_socket(self):
         with self.assertRaisesRegex(ValueError, "did you mean ws://"):
             UploadClient(self.url.replace("ws://", "http://"), self.token())
