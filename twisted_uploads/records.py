@@ -56,6 +56,7 @@ class EntryRecord:
     message: str | None = None
     detected_type: str | None = None
     relative_path: str | None = None
+    fingerprint: str | None = None
     #: Absolute time (registry clock) after which the entry may be deleted; None while it is being streamed.
     deadline: float | None = None
     #: The id of the server that owns the entry (whose lock must be free before another server takes it over).
