@@ -143,8 +143,7 @@ class _PeerProtocol(WebSocketServerProtocol):
         message = json.loads(payload)
         peer.received.append(message)
         if message["type"] == "auth":
-            self.send({"type": "welcome", "protocol": 1, "session": "s", "max_parallel": 8, "max_frame": 1 << 20,
-                       "entries": [], "slots": {"files": {"chunk_size": peer.chunk_size}}})
+            peer.on_auth(self, message)
         elif message["type"] == "announce":
             peer.on_announce(self, message)
         elif message["type"] == "resume":
@@ -169,6 +168,10 @@ class ScriptedPeer(WebSocketServerFactory):
         self.chunk_size = chunk_size
         self.received: list[dict[str, Any]] = []
         self.closed: Deferred[int | None] = Deferred()
+
+    def on_auth(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        protocol.send({"type": "welcome", "protocol": 1, "session": "s", "max_parallel": 8, "max_frame": 1 << 20,
+                       "entries": [], "slots": {"files": {"chunk_size": self.chunk_size}}})
 
     def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -250,3 +253,20 @@ class StallingPeer(DroppingPeer):
     def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
         if not self.first_chunk.called:
             self.first_chunk.callback(entry)
+
+
+class AbruptRefusalPeer(ScriptedPeer):
+    """Refuses the token as the protocol says (``error`` invalid_token), then drops TCP without the close frame,
+    as a proxy or a crashing server may: the client must still take the error for final."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auths = 0
+
+    def on_auth(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        self.auths += 1
+        protocol.send({"type": "error", "code": "invalid_token", "message": "the upload token has expired"})
+        protocol.transport.loseConnection()  # after the error is written; no close frame
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        pass  # pipelined behind the refused auth: ignored, as the server would

@@ -15,7 +15,7 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer, deadline, listen
+from .support import AbruptRefusalPeer, BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer, deadline, listen
 
 
 def sha256_file(path) -> str:
@@ -50,6 +50,34 @@ class RefusalTests(ServerTestCase):
         self.assertEqual((result.code, client.failure.code.value, client.reconnects),
                          ("invalid_token", "invalid_token", 0))
         self.assertEqual(client.failure.message, result.message)
+
+    @deadline()
+    @inlineCallbacks
+    def test_an_invalid_token_error_is_final_even_without_its_close_frame(self):
+        peer = AbruptRefusalPeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        client = UploadClient(url, "token", max_retries=5)
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
+        self.assertEqual((result.code, result.message), ("invalid_token", "the upload token has expired"))
+        self.assertEqual((client.reconnects, peer.auths), (0, 1))
+
+    def test_no_files_fire_at_once_with_no_results(self):
+        done = UploadClient(self.url, self.token()).upload([])
+        self.assertEqual(self.successResultOf(done), [])
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_wss_url_without_tls_support_ends_the_run_instead_of_raising(self):
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            self.skipTest("pyOpenSSL is installed: wss:// can be tried here")
+        client = UploadClient(self.url.replace("ws://", "wss://"), self.token())
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
+        self.assertEqual(result.code, "unreachable")
+        self.assertIn("OpenSSL", result.message)
 
     def test_a_url_that_is_not_a_websocket_url_is_refused_before_any_socket(self):
         with self.assertRaisesRegex(ValueError, "did you mean ws://"):

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from .. import DEFAULT_WS_PATH
-from ..errors import MESSAGES, ErrorCode
+from ..errors import MESSAGES, ErrorCode, UploadError
 from ..tokens import make_token
 from .endpoint import check_url
 from .slotspec import parse_duration, parse_slot
@@ -272,7 +272,7 @@ def _report(args: argparse.Namespace, client: UploadClient, results: list[Upload
     return EXIT_MOVED if any(r.moved for r in results) else EXIT_OK
 
 
-def _ended_by(result: UploadResult, failure: Any) -> bool:
+def _ended_by(result: UploadResult, failure: UploadError) -> bool:
     """Whether ``result`` is one of the files the run-ending connection error finished."""
     return result.status == "error" and result.code == failure.code.value and result.message == failure.message
 

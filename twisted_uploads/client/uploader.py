@@ -238,14 +238,15 @@ class UploadClient:
     def upload(self, files: Iterable[FileUpload]) -> "Deferred[list[UploadResult]]":
         """Upload ``files``; the Deferred fires with one :class:`UploadResult` per file, in order."""
         self.files.extend(files)
-        self._done = Deferred()
+        done: Deferred[list[UploadResult]] = Deferred()
+        self._done = done  # may fire (and be cleared) before we return: a URL that cannot even be tried
         if not self.files or all(f.finished for f in self.files):
             self._check_done()
         elif self._protocol is not None:
             self._pump()
         elif self._attempt is None and self._retry_timer is None:
             self._connect()
-        return self._done
+        return done
 
     def cancel(self, ref: str) -> None:
         """Cancel one file, on the server too when it has started."""
@@ -273,7 +274,13 @@ class UploadClient:
         self._attempt = factory
         self._welcomed = False
         self._answer_timer = self.clock.callLater(self.connect_timeout, self._answer_overdue, factory)
-        factory.connector = connectWS(factory, timeout=max(1, int(self.connect_timeout + 1)))
+        try:
+            factory.connector = connectWS(factory, timeout=max(1, int(self.connect_timeout + 1)))
+        except Exception as error:  # noqa: BLE001 - e.g. wss:// without pyOpenSSL; raised from a timer it would hang
+            self._attempt = None
+            self._answer_timer.cancel()
+            self._answer_timer = None
+            self._fail_run(UploadError(ErrorCode.UNREACHABLE, f"cannot open {self.url}: {error}"))
 
     def _answer_overdue(self, factory: _ClientFactory) -> None:
         """The server said nothing for too long: before ``welcome``, or while we wait for it on an open socket."""
@@ -321,8 +328,10 @@ class UploadClient:
             self._check_done()
             return
         fatal = FATAL_CLOSE_CODES.get(code or 0)
+        server_said = self._server_error
+        if fatal is None and server_said is not None and server_said.code in FATAL_CLOSE_CODES.values():
+            fatal = server_said.code  # the error arrived, its close frame did not (a proxy, a crash): still final
         if fatal is not None:
-            server_said = self._server_error
             self._fail_run(server_said if server_said is not None and server_said.code is fatal
                            else UploadError(fatal, reason or MESSAGES[fatal]))
             return
