@@ -25,7 +25,6 @@ from django_shim import bridge
 from django_shim.conf import uploads_settings
 from django_shim.tokens import DjangoTokenVerifier
 from twisted_uploads.client import FileUpload, UploadClient
-from twisted_uploads.client import uploader as _uploader
 from twisted_uploads.service import UploadServer
 from twisted_uploads.tokens import Handshake
 
@@ -131,32 +130,11 @@ def django_thread(test: Callable[..., Any]) -> Callable[..., Deferred]:
 
 
 class CookieUploadClient(UploadClient):
-    """The Python upload client, sending ``cookies`` with its handshake as the browser does.
-
-    The client has no option for request headers yet, so while :meth:`UploadClient._connect` builds its factory
-    (synchronously, in the reactor thread) the factory class it uses is one that adds the ``Cookie`` header;
-    everything else about connecting stays the client's own.
-    """
+    """The Python upload client, sending ``cookies`` with its handshake as the browser does."""
 
     def __init__(self, url: str, token: str, *, cookies: Mapping[str, str], **kwargs: Any) -> None:
-        super().__init__(url, token, **kwargs)
-        self.cookie_header = "; ".join(f"{name}={value}" for name, value in cookies.items())
-
-    def _connect(self) -> None:
-        original = _uploader._ClientFactory
-        cookie_header = self.cookie_header
-
-        class WithCookie(original):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                if cookie_header:
-                    self.headers = {**(self.headers or {}), "Cookie": cookie_header}
-
-        _uploader._ClientFactory = WithCookie
-        try:
-            super()._connect()
-        finally:
-            _uploader._ClientFactory = original
+        header = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        super().__init__(url, token, headers={"Cookie": header} if header else None, **kwargs)
 
 
 class ShimServerTestCase(unittest.TestCase):

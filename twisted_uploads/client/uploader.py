@@ -21,7 +21,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet.defer import Deferred
@@ -191,13 +191,16 @@ class UploadClient:
     """Uploads files to one server with one token, reconnecting and resuming until every file finished.
 
     ``clock`` runs the client's timers (tests pass a ``twisted.internet.task.Clock``); sockets always use the
-    global reactor, as Autobahn's ``connectWS`` does. ``reactor`` is the older name for ``clock``.
+    global reactor, as Autobahn's ``connectWS`` does. ``reactor`` is the older name for ``clock``. ``headers`` go
+    with every handshake: a Django page's token is bound to its session, so a client using one sends that
+    session's cookie (``headers={"Cookie": "sessionid=..."}``).
     """
 
     def __init__(self, url: str, token: str, *, reactor: Any = None, clock: Any = None, parallel: int = 4,
                  window_chunks: int | None = None, max_retries: int = MAX_RETRIES, origin: str | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT, stall_timeout: float = STALL_TIMEOUT,
-                 on_progress: Callable[[FileUpload], None] | None = None) -> None:
+                 on_progress: Callable[[FileUpload], None] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         if parallel < 1 or max_retries < 0 or connect_timeout <= 0 or stall_timeout <= 0:
             raise ValueError("parallel must be at least 1, max_retries at least 0, the timeouts positive")
         clock = clock if clock is not None else reactor
@@ -212,6 +215,7 @@ class UploadClient:
         self.window_chunks = window_chunks
         self.max_retries = max_retries
         self.origin = origin
+        self.headers = dict(headers) if headers else None
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
         self.on_progress = on_progress
@@ -267,7 +271,8 @@ class UploadClient:
 
     def _connect(self) -> None:
         self._retry_timer = None
-        factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin)
+        factory = _ClientFactory(self, url=self.url, protocols=[SUBPROTOCOL], origin=self.origin,
+                                 headers=self.headers)
         # Autobahn's handshake timers are replaced by ours (cancellable, on self.clock).
         factory.setProtocolOptions(autoFragmentSize=0, tcpNoDelay=True, maxFramePayloadSize=MAX_FRAME,
                                    maxMessagePayloadSize=MAX_FRAME, openHandshakeTimeout=0, closeHandshakeTimeout=0)
