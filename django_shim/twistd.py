@@ -38,6 +38,9 @@ from .media import FALLBACK_TYPE, MediaFile
 
 log = Logger()
 
+#: Seconds an HTTP connection of the one-port site may stay silent (a browser's keep-alive is shorter).
+DJANGO_HTTP_IDLE_TIMEOUT = 60.0
+
 
 def _segments(path: str) -> list[bytes]:
     return [segment.encode("utf-8") for segment in path.strip("/").split("/") if segment]
@@ -194,7 +197,8 @@ def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) ->
     log.info("Django project {settings} on one port: WebSocket at {ws}, static at {static}",
              settings=os.environ.get("DJANGO_SETTINGS_MODULE"), ws=sorted(filter(None, ws_paths)),
              static=static_path)
-    return Site(root)
+    # Django's pages and posts keep an HTTP channel busy; only a silent one is dropped (slow-loris).
+    return Site(root, timeout=max(DJANGO_HTTP_IDLE_TIMEOUT, upload_server.http_idle_timeout))
 
 
 def make_django_service(options: Mapping[str, Any]) -> UploadService:

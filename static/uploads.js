@@ -788,7 +788,7 @@
       if (entry.status !== ANNOUNCING || !this.connection.live(ws)) return;
       const payload = { type: "announce", ref: entry.ref, slot: entry.slotName, name: entry.name,
                         mime: entry.type || "", size: entry.size };
-      if (entry.relativePath) payload.path = entry.relativePath;
+      if (entry.relativePath) payload.relative_path = entry.relativePath;
       if (fingerprint) payload.fingerprint = fingerprint;
       this.connection.send(payload);
     }

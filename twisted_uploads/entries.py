@@ -78,6 +78,7 @@ class EntryInfo:
         return {"entry": self.entry_id, "ref": self.ref, "slot": self.slot, "name": self.client_name,
                 "size": self.client_size, "offset": self.received, "status": self.status.value,
                 **({"code": self.error} if self.error else {}),
+                **({"sha256": self.sha256} if self.sha256 else {}),
                 **({"fingerprint": self.fingerprint} if self.fingerprint else {})}
 
 

@@ -101,7 +101,16 @@ class UploadServer:
         root = Resource()
         self.mount(root, ws_path)
         put_child(root, STATIC_URL_PATH, File(str(static_root())))
-        return Site(root)
+        return Site(root, timeout=self.http_idle_timeout)
+
+    @property
+    def http_idle_timeout(self) -> float:
+        """Seconds an HTTP connection may stay silent before the site drops it.
+
+        twisted.web's default is 12 hours, so sockets that never finish a handshake (slow-loris) would pile up.
+        Once upgraded, a WebSocket is no longer an HTTP channel; the auth timeout and chunk timeouts take over.
+        """
+        return max(self.limits.auth_timeout, 1.0)
 
     def shutdown(self) -> None:
         """Stop timers and close files; every entry's record stays for the next start to recover."""

@@ -243,7 +243,8 @@ class UploadWebSocketResource(WebSocketResource):
             origin = origins[0].decode("latin-1") if len(origins) == 1 else None
             if not origin_allowed(origin, self._upload_server.allowed_origins, host=host,
                                   secure=request.isSecure()):
-                log.info("Refused upload WebSocket from origin {origin}", origin=origins)
+                log.info("Refused upload WebSocket from origin {origin}",
+                         origin=", ".join(value.decode("latin-1") for value in origins))
                 request.setResponseCode(403, b"Forbidden")
                 request.setHeader(b"content-type", b"text/plain; charset=utf-8")
                 return f"{ErrorCode.FORBIDDEN_ORIGIN.value}: this page's origin may not upload here\n".encode()

@@ -67,17 +67,12 @@ class RefusalTests(ServerTestCase):
 
     @deadline()
     @inlineCallbacks
-    def test_a_wss_url_without_tls_support_ends_the_run_instead_of_raising(self):
-        try:
-            import OpenSSL  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            self.skipTest("pyOpenSSL is installed: wss:// can be tried here")
-        client = UploadClient(self.url.replace("ws://", "wss://"), self.token())
+    def test_a_wss_url_to_a_plain_server_ends_the_run_instead_of_raising(self):
+        # Without pyOpenSSL the TLS connection cannot even be tried; with it, the TLS handshake fails. Either way the
+        # run ends with one code instead of an exception from a timer (which used to hang it).
+        client = UploadClient(self.url.replace("ws://", "wss://"), self.token(), max_retries=1)
         [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
         self.assertEqual(result.code, "unreachable")
-        self.assertIn("OpenSSL", result.message)
 
     def test_a_url_that_is_not_a_websocket_url_is_refused_before_any_socket(self):
         with self.assertRaisesRegex(ValueError, "did you mean ws://"):

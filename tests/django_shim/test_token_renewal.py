@@ -34,7 +34,8 @@ class TokenRenewalTests(unittest.TestCase):
         self.assertEqual(new["session"], old["session"])
         self.assertEqual(new["slots"], old["slots"])
         self.assertEqual(new["sk"], old["sk"])
-        self.assertEqual(DjangoTokenVerifier(uploads_settings().secret)(renewed).session, old["session"])
+        verifier = DjangoTokenVerifier(uploads_settings().secret, session_cookie=uploads_settings().session_cookie)
+        self.assertEqual(verifier(renewed, page.handshake).session, old["session"])
 
     @django_thread
     def test_renewal_runs_no_handler_even_when_an_event_is_named(self):
