@@ -30,8 +30,9 @@ Rows (groups for --only):
   small         a 10 KiB upload: round trips and ms from socket open to `complete`
   wan           emulated links (bench/harness/wanproxy.py: one-way delay + rate per direction, on loopback):
                 the proxy validated with a raw TCP copy and a ping, then ours (CLI), tus one-PATCH, Django
-                multipart under gunicorn (curl) and djust through each link; ratio ours / tus per link
-  lag           the server's reactor lag (bench/harness/lag_server.py) during one large upload plus small ones
+                multipart under gunicorn (curl) and djust through each link; ratio ours / tus per link; and
+                ours-adaptive, a preview of twisted_uploads/flow.py (bench/harness/server.py --adaptive-window)
+  lag           the server's reactor lag (bench/harness/server.py --lag-log) during one large upload plus small ones
 """
 import argparse
 import contextlib
