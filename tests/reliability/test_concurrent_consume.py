@@ -37,7 +37,7 @@ class ConcurrentConsumeTests(DjangoServerTestCase):
         self.assertEqual([status for status, _ in responses], [200] * RACERS,
                          [body[:300] for status, body in responses if status != 200])
         shown = Counter(name.decode() for _, body in responses for name in re.findall(rb'alt="([^"]+)"', body))
-        self.assertEqual(shown, Counter(photos), "a photo was consumed by more than one request, or by none")
+        self.assertEqual(shown, Counter(list(photos)), "a photo was consumed by more than one request, or by none")
         saved = sorted((self.workdir / "media" / "gallery").iterdir())
         self.assertEqual(Counter(sha256_file(p) for p in saved), Counter(sha256_bytes(i) for i in photos.values()))
         self.assertNoCrash(server)

@@ -84,7 +84,7 @@ class Tally:
 
 class HostileStreamTests(ServerTestCase):
 
-    timeout = 120
+    timeout = 180
 
     @inlineCallbacks
     def settle(self, client: ProtocolClient, mark: int, probe: bool) -> Any:
