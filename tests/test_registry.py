@@ -868,3 +868,47 @@ def _open_paths() -> set[str]:
         except OSError:
             pass
     return paths
+
+
+class AdoptionTests(RegistryTestCase):
+    """A new page of the same Django session continues a paused entry of an earlier page (resume after reload)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.data = text_bytes(3000)
+        self.paused = self.registry.announce(self.session, self.owner, "f1", "files", "holiday.txt", "text/plain",
+                                             3000, fingerprint="holiday.txt:3000:1700000000:abcd")
+        self.feed(self.paused, self.data, end=1024)
+        self.registry.detach(self.session, self.owner)
+        self.new_page = self.registry.open_session("s2", SLOTS)
+
+    def test_the_new_page_is_offered_the_earlier_pages_paused_entries_with_their_fingerprint(self) -> None:
+        [offer] = self.registry.adoptable(["s1"], self.new_page)
+        self.assertEqual((offer.entry_id, offer.received, offer.to_dict()["fingerprint"]),
+                         (self.paused.entry_id, 1024, "holiday.txt:3000:1700000000:abcd"))
+
+    def test_an_adopted_entry_continues_from_its_offset_with_the_exact_sha256(self) -> None:
+        entry = self.registry.adopt("s1", self.paused.entry_id, self.new_page, RecordingOwner())
+        for offset in range(1024, 3000, 1024):
+            if entry.receive(offset, self.data[offset:offset + 1024]):
+                self.registry.complete(self.new_page, entry)
+        self.assertEqual((entry.sha256, Path(entry.path).read_bytes()), (sha256(self.data), self.data))
+        self.assertEqual([i.entry_id for i in self.registry.list_entries("s2")], [entry.entry_id])
+        self.assertEqual(self.registry.list_entries("s1"), [])
+
+    def test_sessions_not_listed_by_the_token_offer_nothing(self) -> None:
+        self.assertEqual(self.registry.adoptable(["another-users-session"], self.new_page), [])
+
+    def test_only_paused_entries_can_be_adopted(self) -> None:
+        self.upload(text_bytes(10), ref="done")
+        [done] = [e for e in self.session.entries.values() if e.ref == "done"]
+        error = self.assertRaises(UploadError, self.registry.adopt, "s1", done.entry_id, self.new_page,
+                                  RecordingOwner())
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_ENTRY)
+
+    def test_an_entry_of_a_slot_the_new_page_lacks_is_neither_offered_nor_adopted(self) -> None:
+        other = self.registry.open_session("s3", {"avatar": SLOTS["avatar"]})
+        self.assertEqual(self.registry.adoptable(["s1"], other), [])
+        error = self.assertRaises(UploadError, self.registry.adopt, "s1", self.paused.entry_id, other,
+                                  RecordingOwner())
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_ENTRY)

@@ -58,6 +58,8 @@ class EntryInfo:
     detected_type: str | None = None
     #: The file's path inside a dropped folder (sanitised segments, no ``..``), or None for a single file.
     relative_path: str | None = None
+    #: What the client said identifies the file (name, size, mtime, hash of its head), to match it after a reload.
+    fingerprint: str | None = None
 
     @property
     def progress(self) -> int:
@@ -75,7 +77,8 @@ class EntryInfo:
         """The entry as listed in the ``welcome`` message (docs/protocol.md §3)."""
         return {"entry": self.entry_id, "ref": self.ref, "slot": self.slot, "name": self.client_name,
                 "size": self.client_size, "offset": self.received, "status": self.status.value,
-                **({"code": self.error} if self.error else {})}
+                **({"code": self.error} if self.error else {}),
+                **({"fingerprint": self.fingerprint} if self.fingerprint else {})}
 
 
 class EntryOwner(Protocol):
@@ -106,6 +109,7 @@ class Entry:
         self.path: str | None = None
         self.detected_type: str | None = None
         self.relative_path: str | None = None
+        self.fingerprint: str | None = None
         self.owner: EntryOwner | None = None
         self.last_activity = 0.0
         #: Absolute time (registry clock) at which a paused or finished entry expires; None while streaming.
@@ -130,6 +134,7 @@ class Entry:
         entry.error_message = record.message
         entry.detected_type = record.detected_type
         entry.relative_path = record.relative_path
+        entry.fingerprint = record.fingerprint
         entry.deadline = record.deadline
         entry._hash = None
         return entry
@@ -143,7 +148,8 @@ class Entry:
                            size=self.client_size, status=self.status.value, received=self.received,
                            sha256=self.sha256, error=self.error.value if self.error else None,
                            message=self.error_message, detected_type=self.detected_type,
-                           relative_path=self.relative_path, deadline=self.deadline)
+                           relative_path=self.relative_path, fingerprint=self.fingerprint,
+                           deadline=self.deadline)
 
     @property
     def needs_hash_rebuild(self) -> bool:
@@ -173,7 +179,7 @@ class Entry:
         return EntryInfo(self.entry_id, self.ref, self.slot_name, self.client_name, self.client_type,
                          self.client_size, self.received, self.status,
                          self.error.value if self.error else None, self.error_message, self.sha256, self.path,
-                         self.detected_type, self.relative_path)
+                         self.detected_type, self.relative_path, self.fingerprint)
 
     def receive(self, offset: int, payload: bytes | memoryview) -> bool:
         """Store one chunk; return True when the entry just completed. Raises :class:`UploadError`.

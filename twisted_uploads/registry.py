@@ -40,6 +40,9 @@ DEFAULT_MAX_SESSION_ENTRIES = 100
 CANCELLED_TTL = 60.0
 #: Seconds a consuming request may hold its claim; the request's end releases it sooner (django_shim).
 DEFAULT_CLAIM_TTL = 600.0
+#: Paused entries of earlier pages a new page is offered at most (resume after a reload).
+MAX_ADOPTABLE = 20
+MAX_FINGERPRINT_LENGTH = 200
 
 
 def default_max_open_files() -> int:
@@ -241,7 +244,8 @@ class UploadRegistry:
     # -- entries from the protocol ----------------------------------------------------------------------------
 
     def announce(self, session: UploadSession, owner: EntryOwner, ref: str, slot_name: str, name: str,
-                 mime: str, size: object, relative_path: str | None = None) -> Entry:
+                 mime: str, size: object, relative_path: str | None = None,
+                 fingerprint: str | None = None) -> Entry:
         """Create an entry for an announced file, or raise :class:`UploadError` saying why not."""
         client_name = sanitize_name(name)
         slot = self._admit(session, slot_name, client_name, mime, size)
@@ -259,6 +263,8 @@ class UploadRegistry:
         self.open_files += 1
         entry = Entry(entry_id, ref, slot_name, slot, client_name, mime, size, writer)
         entry.relative_path = sanitize_relative_path(relative_path)
+        if isinstance(fingerprint, str) and fingerprint:
+            entry.fingerprint = fingerprint[:MAX_FINGERPRINT_LENGTH]
         try:
             # The record exists before the client may send (and be acknowledged) a single byte.
             self.records.save(entry.to_record(session.session_id), True)
@@ -363,6 +369,51 @@ class UploadRegistry:
         """Entries being streamed right now, on every session (sizes flow-control windows)."""
         return sum(1 for session in self.sessions.values() for entry in session.entries.values()
                    if entry.status is EntryStatus.UPLOADING)
+
+    # -- resume after a reload ----------------------------------------------------------------------------------
+
+    def adoptable(self, session_ids: Iterable[str], into: UploadSession) -> list[EntryInfo]:
+        """Paused entries of earlier pages a new page may take over, newest session first, at most MAX_ADOPTABLE.
+
+        ``session_ids`` come from the new page's signed token, which lists only upload sessions of the same Django
+        session: that list is what keeps adoption inside one user's session.
+        """
+        found: list[EntryInfo] = []
+        for session_id in session_ids:
+            session = self.sessions.get(session_id)
+            if session is None or session is into:
+                continue
+            found += [entry.info() for entry in session.entries.values()
+                      if entry.status is EntryStatus.PAUSED and entry.slot_name in into.slots]
+        return found[:MAX_ADOPTABLE]
+
+    def adopt(self, from_session_id: str, entry_id: int, into: UploadSession, owner: EntryOwner) -> Entry:
+        """Move a paused entry of an earlier page into ``into`` and make ``owner`` stream it from its offset.
+
+        Raises ``UploadError(unknown_entry)`` for anything that is not a paused entry of that session in a slot the
+        new page has, and the errors of :meth:`claim` (``server_busy``); the entry is then left where it was.
+        """
+        source = self.sessions.get(from_session_id)
+        entry = source.entries.get(entry_id) if source is not None and source is not into else None
+        if source is None or entry is None or entry.status is not EntryStatus.PAUSED \
+                or entry.slot_name not in into.slots:
+            raise UploadError(ErrorCode.UNKNOWN_ENTRY, f"no paused upload {entry_id} to continue")
+        if len(into.entries) >= self.max_session_entries:
+            raise UploadError(ErrorCode.TOO_MANY_ENTRIES)
+        self._check_open_files()
+        try:
+            self.store.move_partial(from_session_id, into.session_id, entry_id)
+        except OSError as error:
+            raise UploadError(ErrorCode.STORAGE_FAILED,
+                              f"could not continue {entry.client_name}: {error.strerror}") from error
+        self._cancel_expiry(entry)
+        del source.entries[entry_id]
+        self.records.delete(from_session_id, entry_id)
+        into.entries[entry_id] = entry
+        self._save(into, entry, durable=True)
+        self._forget_if_idle(source)
+        self.claim(into, entry, owner)
+        return entry
 
     # -- calls from the application (through the bridge) -------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Iterable
 
 from twisted.application import service, strports
@@ -19,6 +20,7 @@ from twisted.web.static import File
 
 from . import DEFAULT_WS_PATH
 from .connection import ConnectionLimits
+from .records import DirectoryRecords
 from .registry import DEFAULT_MAX_SESSION_ENTRIES, UploadRegistry
 from .staticfiles import static_root
 from .storage import IEntryStore, TempFileStore
@@ -74,7 +76,13 @@ class UploadServer:
                 raise RuntimeError("the upload server already holds entries; its store cannot change now")
             previous.shutdown()
         self.store = store
-        self.registry = UploadRegistry(store, self.clock, **self._registry_options)  # type: ignore[arg-type]
+        records = None
+        root = getattr(store, "root", None)
+        if isinstance(root, Path) and hasattr(self.clock, "callInThread"):
+            # A real reactor: its thread pool syncs records, so no fsync ever stalls an upload's acks.
+            records = DirectoryRecords(root, run_in_thread=self.clock.callInThread)  # type: ignore[attr-defined]
+        self.registry = UploadRegistry(store, self.clock, records=records,
+                                       **self._registry_options)  # type: ignore[arg-type]
         self.registry.recover()
 
     def set_lifetimes(self, *, resume_grace: float | None = None, complete_ttl: float | None = None) -> None:

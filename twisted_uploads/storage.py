@@ -65,6 +65,9 @@ class IEntryStore(Interface):
     def discard_session(session_id: str) -> None:  # type: ignore[misc]
         """Remove what is left of a session that has no entries any more."""
 
+    def move_partial(from_session: str, to_session: str, entry_id: int) -> None:  # type: ignore[misc]
+        """Hand a partial entry's bytes (no writer open) to another session of the same store."""
+
 
 def session_directory_name(session_id: str) -> str:
     """A file-system-safe, fixed-length directory name for any session id."""
@@ -165,6 +168,10 @@ class TempFileStore:
 
     def delete_partial(self, session_id: str, entry_id: int) -> None:
         (self.root / session_directory_name(session_id) / f"{entry_id}.part").unlink(missing_ok=True)
+
+    def move_partial(self, from_session: str, to_session: str, entry_id: int) -> None:
+        source = self.root / session_directory_name(from_session) / f"{entry_id}.part"
+        os.replace(source, self._session_dir(to_session) / f"{entry_id}.part")
 
     def discard_session(self, session_id: str) -> None:
         # Only an empty directory goes: another server sharing the root may have just opened a file in it.
