@@ -26,8 +26,11 @@ def mount_small_tmpfs(directory: Path) -> str | None:
     """Mount a 2 MiB tmpfs on ``directory``; the reason it cannot be done, or None."""
     if os.geteuid() != 0:
         return "mounting a small tmpfs needs root (CI runs as root)"
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs", str(directory)],
-                            capture_output=True, text=True, timeout=20)
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs",
+                                 str(directory)], capture_output=True, text=True, timeout=20)
+    except OSError as error:
+        return f"cannot run mount: {error}"
     if result.returncode != 0:
         return f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}"
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
@@ -21,35 +22,54 @@ BIG = SlotConfig(max_file_size=10**8, max_entries=4)
 class KillNineStandaloneTests(ServerTestCase):
 
     @inlineCallbacks
-    def test_the_python_client_resumes_after_kill_9_and_a_restart_and_the_stored_file_matches(self):
-        source = self.make_file(6 * 1024 * 1024 + 11)
-        first = yield self.start_server("first")
-        port = first.port
-        restarted: Deferred = Deferred()
-        killed_at: list[int] = []
+    def upload_through_kills(self, size: int, kill_points: list[int]) -> Any:
+        """Upload ``size`` bytes with the Python client; each time the server has acknowledged the next of
+        ``kill_points`` bytes, ``kill -9`` it and start a new one on the same port and directory."""
+        source = self.make_file(size)
+        servers = [(yield self.start_server("server0", options=["--window", "16"]))]
+        port = servers[0].port
+        pending = list(kill_points)
+        acked_at_kill: list[int] = []
+        restarts: list[Deferred] = []
 
         @inlineCallbacks
         def kill_and_restart():
-            yield first.kill()
-            second = yield self.start_server("second", port=port)
-            restarted.callback(second)
+            yield servers[-1].kill()
+            servers.append((yield self.start_server(f"server{len(servers)}", port=port,
+                                                    options=["--window", "16"])))
 
         def on_progress(upload: FileUpload) -> None:
-            if not killed_at and upload.acked >= 2 * 1024 * 1024:
-                killed_at.append(upload.acked)
-                kill_and_restart().addErrback(restarted.errback)
+            restarting = restarts and not restarts[-1].called
+            if pending and upload.status == "uploading" and upload.acked >= pending[0] and not restarting:
+                pending.pop(0)
+                acked_at_kill.append(upload.acked)
+                restarts.append(kill_and_restart())
 
-        client = UploadClient(self.ws_url(first), token(files=BIG), on_progress=on_progress)
+        client = UploadClient(self.ws_url(servers[0]), token(files=BIG), on_progress=on_progress)
         [result] = yield within(50, client.upload([FileUpload.from_path(source, "files")]), "the upload")
-        second = yield restarted
-        self.assertTrue(killed_at, "the server was never killed")
+        for restart in restarts:
+            yield restart
+        self.assertEqual(len(acked_at_kill), len(kill_points), "the server was not killed at every point")
         self.assertEqual((result.status, result.code), ("complete", None), result.message)
         self.assertEqual(result.sha256, sha256_file(source))
-        self.assertGreaterEqual(result.resumes, 1)
+        self.assertGreaterEqual(result.resumes, len(kill_points))
         self.assertTrue(files_with_digest(self.upload_dir, result.sha256), "no stored file has the source's bytes")
-        self.assertNoCrash(second)
+        for server in servers:
+            self.assertNoCrash(server)
+        return source, acked_at_kill
+
+    @inlineCallbacks
+    def test_the_python_client_resumes_after_kill_9_and_a_restart_and_the_stored_file_matches(self):
+        source, acked = yield self.upload_through_kills(6 * 1024 * 1024 + 11, [2 * 1024 * 1024])
         record_figures(self, faults={"kill -9": 1, "restart": 1}, inputs=1, files=1,
-                       bytes_verified=source.stat().st_size, bytes_lost=0, acked_before_kill=killed_at[0])
+                       bytes_verified=source.stat().st_size, bytes_lost=0, acked_before_kill=acked)
+
+    @inlineCallbacks
+    def test_one_upload_survives_three_kill_9s_in_a_row(self):
+        mib = 1024 * 1024
+        source, acked = yield self.upload_through_kills(6 * mib + 11, [int(1.5 * mib), 3 * mib, int(4.5 * mib)])
+        record_figures(self, faults={"kill -9": 3, "restart": 3}, inputs=1, files=1,
+                       bytes_verified=source.stat().st_size, bytes_lost=0, acked_before_kill=acked)
 
     @inlineCallbacks
     def test_acknowledged_bytes_survive_kill_9_and_the_entry_completes_on_resume(self):

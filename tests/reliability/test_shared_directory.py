@@ -37,6 +37,16 @@ class SharedDirectoryTests(ServerTestCase):
         self.paused_entry = accepted["entry"]
         self.paused_ack = yield paused.stream(accepted, self.paused_data, until=1024 * 1024)
         yield paused.abort()
+        # The server has handled the drop (and recorded the pause) once a new connection sees the entry paused;
+        # the drop and that connection may reach it in either order, so ask again until it does.
+        for _ in range(50):
+            witness = yield ProtocolClient.connect(self.ws_url(self.first))
+            welcome = yield witness.authenticate(token(self.paused_session, **SLOTS))
+            yield witness.abort()
+            statuses = [e["status"] for e in welcome["entries"] if e["entry"] == self.paused_entry]
+            if statuses == ["paused"]:
+                break
+        self.assertEqual(statuses, ["paused"])
         self.before = sorted(p for p in self.upload_dir.rglob("*") if p.is_file())
 
     @inlineCallbacks
