@@ -1056,3 +1056,47 @@ class AdoptTests(TestCase):
         [answer] = stranger.transport.take()
         self.assertEqual((answer["type"], answer["code"]), ("rejected", "unknown_entry"))
         self.assertEqual(self.server.registry.list_entries("old-page")[0].status.value, "paused")
+
+
+class AdaptiveWindowTests(TestCase):
+    """With the default limits each entry's window adapts (flow.py) and every ack announces it."""
+
+    SLOTS = {"files": SlotConfig(chunk_size=65536, max_file_size=100_000_000)}
+
+    def setUp(self) -> None:
+        self.server = Server(self.mktemp(), limits=ConnectionLimits())
+        self.client = self.server.client(slots=self.SLOTS)
+
+    def fill_and_wait(self, client: Client, data: bytes, rounds: int, rtt: float) -> tuple[dict, int]:
+        """A client on a link of ``rtt`` that always fills its window; returns (accepted, last window)."""
+        accepted = client.announce(size=len(data))
+        entry_id, window, sent, acked = accepted["entry"], accepted["window"], 0, 0
+        for _ in range(rounds):
+            while sent < len(data) and sent - acked < window:
+                client.frame(entry_id, sent, data[sent:sent + 65536])
+                sent += 65536
+            self.server.clock.advance(rtt)
+            for message in client.transport.take():
+                if message["type"] == "ack":
+                    acked, window = message["offset"], message.get("window", window)
+        return accepted, window
+
+    def test_every_ack_carries_the_entrys_current_window(self) -> None:
+        accepted = self.client.announce(size=20_000_000)
+        self.client.stream(accepted["entry"], text_bytes(10_000_000), chunk_size=65536)
+        acks = [m for m in self.client.transport.take() if m["type"] == "ack"]
+        self.assertTrue(acks)
+        self.assertTrue(all(m["window"] >= 4 * 65536 for m in acks), acks)
+
+    def test_the_window_grows_while_acks_come_back_at_the_sending_rate(self) -> None:
+        accepted, window = self.fill_and_wait(self.client, text_bytes(60_000_000), rounds=30, rtt=0.1)
+        self.assertGreater(window, accepted["window"])
+
+    def test_a_fixed_window_setting_turns_adaptation_off(self) -> None:
+        server = Server(self.mktemp(), limits=ConnectionLimits(window_chunks=16))
+        client = server.client(slots=self.SLOTS)
+        accepted = client.announce(size=20_000_000)
+        client.stream(accepted["entry"], text_bytes(10_000_000), chunk_size=65536)
+        acks = [m for m in client.transport.take() if m["type"] == "ack"]
+        self.assertTrue(acks)
+        self.assertEqual({"window" in m for m in acks}, {False})

@@ -18,6 +18,7 @@ from . import PROTOCOL_VERSION
 from .codec import (CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS, HEADER_SIZE, PRE_AUTH_FRAME_LIMIT, decode_chunk,
                     decode_message, encode_message)
 from .entries import Entry, EntryStatus
+from .flow import WindowController
 from .errors import CLOSE_CODES, ErrorCode, UploadError
 from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
 from .tokens import Handshake, TokenVerifier
@@ -60,7 +61,8 @@ class ConnectionLimits:
     """Server-wide limits a connection enforces (docs/protocol.md §11)."""
 
     def __init__(self, auth_timeout: float = 10.0, max_parallel: int = 8, window_chunks: int | None = None,
-                 max_frame: int = 8 * 1024 * 1024 + 12, window_budget: int = DEFAULT_WINDOW_BUDGET) -> None:
+                 max_frame: int = 8 * 1024 * 1024 + 12, window_budget: int = DEFAULT_WINDOW_BUDGET,
+                 adaptive_window: bool = True) -> None:
         if auth_timeout <= 0 or max_parallel < 1 or (window_chunks is not None and window_chunks < 1) \
                 or max_frame < 1024 or window_budget < 1:
             raise ValueError("connection limits must be positive")
@@ -70,6 +72,9 @@ class ConnectionLimits:
         self.window_chunks = window_chunks
         self.max_frame = max_frame
         self.window_budget = window_budget
+        #: Grow each entry's window towards the bandwidth-delay product (flow.py), announced with each ack;
+        #: False keeps the window ``accepted`` announced (and ``--window`` fixes it).
+        self.adaptive_window = adaptive_window and window_chunks is None
 
 
 class UploadConnection:
@@ -92,6 +97,8 @@ class UploadConnection:
         self._auth_timer: IDelayedCall | None = None
         #: Per entry streamed here: (offset last acknowledged, bytes between acks = a quarter of its window).
         self._acks: dict[int, tuple[int, int]] = {}
+        #: Per entry streamed here, its adaptive window (none when the limits fix the window).
+        self._flows: dict[int, WindowController] = {}
 
     # -- events from the adapter ---------------------------------------------------------------------------
 
@@ -146,23 +153,32 @@ class UploadConnection:
             if completed:
                 self.registry.complete(session, entry)
         except UploadError as error:
-            self._acks.pop(entry_id, None)
+            self._forget_flow(entry_id)
             self.registry.fail(session, entry, error)
             self._send_entry_error(entry)
             return
         if completed:
-            self._acks.pop(entry_id, None)
+            self._forget_flow(entry_id)
             self._send("ack", entry=entry_id, offset=entry.received)
             self._send("complete", entry=entry_id, size=entry.client_size, sha256=entry.sha256)
-        else:
-            acked, step = self._acks.get(entry_id, (0, entry.slot.chunk_size))
-            if entry.received - acked >= step:
+            return
+        flow = self._flows.get(entry_id)
+        if flow is not None:
+            flow.received(entry.received)
+        acked, step = self._acks.get(entry_id, (0, entry.slot.chunk_size))
+        if entry.received - acked >= step:
+            if flow is None:
                 self._acks[entry_id] = (entry.received, step)
                 self._send("ack", entry=entry_id, offset=entry.received)
+            else:
+                flow.set_share(self._budget_share())
+                window = flow.acked(entry.received)
+                self._acks[entry_id] = (entry.received, flow.ack_step)
+                self._send("ack", entry=entry_id, offset=entry.received, window=window)
 
     def entry_changed(self, entry: Entry) -> None:
         """The registry changed one of our entries (application cancel, timeout, claimed elsewhere)."""
-        self._acks.pop(entry.entry_id, None)
+        self._forget_flow(entry.entry_id)
         if self.state is not ConnectionState.OPEN:
             return
         if entry.owner is not self and not entry.status.finished:
@@ -302,10 +318,24 @@ class UploadConnection:
         share = self.limits.window_budget // max(1, self.registry.uploading_count())
         return max(MIN_WINDOW_CHUNKS * chunk_size, min(self._window(chunk_size), share - share % chunk_size))
 
+    def _budget_share(self) -> int:
+        return self.limits.window_budget // max(1, self.registry.uploading_count())
+
+    def _forget_flow(self, entry_id: int) -> None:
+        self._acks.pop(entry_id, None)
+        self._flows.pop(entry_id, None)
+
     def _send_accepted(self, entry: Entry) -> None:
-        window = self._entry_window(entry.slot.chunk_size)
+        chunk_size = entry.slot.chunk_size
+        window = self._entry_window(chunk_size)
+        if self.limits.adaptive_window:
+            flow = WindowController(self.clock, chunk_size, window,
+                                    maximum=max(window, self.limits.window_budget))
+            flow.set_share(self._budget_share())
+            window = flow.accepted(entry.received)
+            self._flows[entry.entry_id] = flow
         # Acks must come at least every quarter of *this* entry's window, or its client stalls waiting for one.
-        self._acks[entry.entry_id] = (entry.received, max(entry.slot.chunk_size, window // 4))
+        self._acks[entry.entry_id] = (entry.received, max(chunk_size, window // 4))
         self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received, window=window,
                    chunk_size=entry.slot.chunk_size)
         if entry.status is EntryStatus.COMPLETE:  # zero-byte file

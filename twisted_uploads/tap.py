@@ -37,7 +37,8 @@ class Options(usage.Options):
         ["settings", None, None, "Django settings module: serve that project on the same port (Django mode)."],
         ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.", float],
         ["max-parallel", None, 8, "Entries one connection may upload at once.", int],
-        ["window", None, None, "Flow-control window per entry, in chunks (default: 4 MiB worth, at least 4).",
+        ["window", None, None, "Fix every entry's flow-control window at this many chunks (default: adaptive, starting at 4 MiB "
+         "and growing towards the link's bandwidth-delay product, announced with each ack).",
          int],
         ["window-budget", None, 64 * 1024 * 1024,
          "Bytes all uploads may keep unacknowledged together; many uploads share it.", int],

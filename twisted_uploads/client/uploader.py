@@ -429,13 +429,7 @@ class UploadClient:
             self._failures = 0  # the server holds more than it had acknowledged: progress
         upload.sent = upload.acked = message["offset"]
         upload.chunk_size = message["chunk_size"]
-        window = message["window"]
-        if self.window_chunks:
-            # The server acks every quarter of the window it granted (protocol §5): a smaller window of ours
-            # would stop short of the next ack and wait for it forever.
-            ack_step = max(upload.chunk_size, window // 4)
-            window = max(min(window, self.window_chunks * upload.chunk_size), ack_step)
-        upload.window = max(window, upload.chunk_size)
+        self._take_window(upload, message["window"])
         upload.status = "uploading"
         self._send_chunks(upload)
 
@@ -448,10 +442,22 @@ class UploadClient:
             self._finish(upload, "error", message["code"], message["message"])
         self._pump()
 
+    def _take_window(self, upload: FileUpload, window: int) -> None:
+        """Follow the window the server grants (``accepted``, and each ``ack`` when it adapts it)."""
+        if self.window_chunks:
+            # The server acks every quarter of the window it granted (protocol §5): a smaller window of ours
+            # would stop short of the next ack and wait for it forever.
+            ack_step = max(upload.chunk_size, window // 4)
+            window = max(min(window, self.window_chunks * upload.chunk_size), ack_step)
+        upload.window = max(window, upload.chunk_size)
+
     def _on_ack(self, message: dict[str, Any]) -> None:
         upload = self._by_entry(message["entry"])
         if upload is None or upload.finished:
             return
+        window = message.get("window")
+        if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+            self._take_window(upload, window)
         if message["offset"] > upload.acked:
             upload.acked = message["offset"]
             self._failures = 0
