@@ -129,6 +129,14 @@ class UploadBridge:
         """Complete and failed entries of a slot, oldest first."""
         return self._registry_call("finished_entries", session_id, slot)
 
+    def claim_complete(self, session_id: str, slot: str) -> list[EntryInfo]:
+        """Claim the slot's complete entries for this request (no other request gets them), oldest first."""
+        return self._registry_call("claim_complete", session_id, slot)
+
+    def release(self, session_id: str, entry_ids: list[int]) -> None:
+        """Give claimed entries back untouched (the consuming code raised or the transaction rolled back)."""
+        self._registry_call("release", session_id, list(entry_ids))
+
     def consume(self, session_id: str, entry_id: int) -> None:
         """Delete an entry's file and forget it (idempotent)."""
         self._registry_call("consume", session_id, entry_id)

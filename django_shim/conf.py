@@ -12,7 +12,8 @@ setting                        default                                     meani
                                                                            path is resolved against the page's
                                                                            host (and, in standalone mode, the
                                                                            standalone listener's port)
-``UPLOADS_DIR``                ``<tempdir>/twisted-uploads-<uid>``         where the server streams entries
+``UPLOADS_DIR``                ``<tempdir>/twisted-uploads-<uid>/          where the server streams entries and
+                               <settings module>-<hash of BASE_DIR>``      keeps their records (one per project)
 ``UPLOADS_TOKEN_TTL``          ``3600``                                    seconds a page's upload token is valid
 ``UPLOADS_ALLOWED_ORIGINS``    from ``ALLOWED_HOSTS`` (+ ``CSRF_TRUSTED_   ``Origin`` values the WebSocket
                                ORIGINS``)                                  handshake accepts
@@ -32,7 +33,10 @@ setting                        default                                     meani
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +85,20 @@ def derive_secret(secret_key: str) -> str:
 
 
 def default_upload_dir() -> Path:
-    """A per-user directory under the system temp dir: private to this user, shared by restarts (resume)."""
+    """``<tempdir>/twisted-uploads-<uid>/<project>-<hash>``: one directory per project, kept across restarts.
+
+    The project is told apart by its settings module and ``BASE_DIR`` (or the settings file's folder), so two
+    sites of the same user never share uploads by accident; restarts of one site find their entries again.
+    """
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"twisted-uploads-{uid}"
+    module = os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(settings, "SETTINGS_MODULE", "") or "django"
+    base = getattr(settings, "BASE_DIR", None)
+    if base is None:
+        settings_module = sys.modules.get(module)
+        base = os.path.dirname(os.path.abspath(getattr(settings_module, "__file__", "") or os.getcwd()))
+    digest = hashlib.sha256(f"{module}\0{os.path.abspath(str(base))}".encode("utf-8")).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", module)[:60]
+    return Path(tempfile.gettempdir()) / f"twisted-uploads-{uid}" / f"{slug}-{digest}"
 
 
 def origins_from_hosts(allowed_hosts: list[str] | tuple[str, ...], debug: bool,
@@ -155,6 +170,6 @@ def _drop_cache(*, setting: str, **kwargs: Any) -> None:
     """Forget the resolved settings when a test overrides a setting they derive from."""
     global _cached
     if setting.startswith("UPLOADS_") or setting in {
-        "SECRET_KEY", "SECRET_KEY_FALLBACKS", "ALLOWED_HOSTS", "DEBUG", "CSRF_TRUSTED_ORIGINS",
+        "SECRET_KEY", "SECRET_KEY_FALLBACKS", "ALLOWED_HOSTS", "DEBUG", "CSRF_TRUSTED_ORIGINS", "BASE_DIR",
     }:
         _cached = None

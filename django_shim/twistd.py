@@ -127,18 +127,15 @@ def configure_upload_server(upload_server: UploadServer, options: Mapping[str, A
     upload_server.verifier = DjangoTokenVerifier(config.secret, config.fallback_secrets)
     if not options.get("allowed-origins"):
         upload_server.allowed_origins = config.allowed_origins
-    if hasattr(settings, "UPLOADS_RESUME_GRACE"):
-        upload_server.registry.resume_grace = config.resume_grace
-    if hasattr(settings, "UPLOADS_COMPLETE_TTL"):
-        upload_server.registry.complete_ttl = config.complete_ttl
+    upload_server.set_lifetimes(
+        resume_grace=config.resume_grace if hasattr(settings, "UPLOADS_RESUME_GRACE") else None,
+        complete_ttl=config.complete_ttl if hasattr(settings, "UPLOADS_COMPLETE_TTL") else None)
     wanted = Path(config.upload_dir).resolve()
     store = upload_server.store
     if not options.get("upload-dir") and isinstance(store, TempFileStore) and store.root != wanted:
-        # The server was built before Django's settings were readable; nothing is stored yet, so swap the store.
-        new_store = TempFileStore(wanted)
-        new_store.sweep()
-        upload_server.store = new_store
-        upload_server.registry.store = new_store
+        # The server was built before Django's settings were readable and holds nothing yet: move it to the
+        # project's directory (recovering what a dead server of the project left there).
+        upload_server.use_store(TempFileStore(wanted))
 
 
 def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) -> Site:
@@ -193,6 +190,15 @@ def make_django_service(options: Mapping[str, Any]) -> UploadService:
     os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if not options.get("upload-dir"):
+        # Read the project's directory before the server exists, so it recovers that one and no other.
+        import django
+
+        from .conf import uploads_settings
+
+        bridge.use_twistd_reactor()
+        django.setup()
+        options = {**options, "upload-dir": str(uploads_settings().upload_dir)}
     # make_django_site installs the Django token verifier on the server and returns the one-port Site.
     upload_server = build_upload_server(options, no_verifier)  # type: ignore[arg-type]
     return UploadService(upload_server, make_django_site(options, upload_server), options["listen"])

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.slots import SlotConfig
 
+from . import claims
 from .bridge import get_bridge
 from .entries import UploadEntry
 
@@ -43,22 +44,32 @@ class UploadMixin:
         return config
 
     def consume_uploaded_entries(self, name: str) -> Iterator[UploadEntry]:
-        """Yield the slot's completed and failed entries, oldest first; in-progress entries stay.
+        """Yield the slot's *complete* entries, oldest first; uploading and failed entries stay.
 
-        Each entry is consumed (its file deleted, the entry forgotten) once the loop body for it returns. If the
-        body raises — or the loop is left with ``break`` — that entry and the rest stay for a later call.
+        The entries are claimed, atomically, before the first is yielded, so two requests can never both get one.
+        Each is deleted once the loop body for it returns — after the transaction commits when the loop runs
+        inside ``transaction.atomic()``. If the body raises, or the loop is left with ``break``, that entry and the
+        rest are released untouched for a later call. Failed entries are reported through ``get_uploads()``
+        (``entry.error``) and the browser's ``djust:upload:error``; they expire with their TTL.
         """
         self._require_slot(name)
         session_id = self._upload_session_id()
         bridge = get_bridge()
-        for info in bridge.finished_entries(session_id, name):
-            entry = UploadEntry(info)
-            try:
-                yield entry
-            finally:
-                entry.close()
-            # Reached only when the loop asked for the next entry, i.e. the body for this one returned.
-            bridge.consume(session_id, info.entry_id)
+        pending = bridge.claim_complete(session_id, name)
+        claims.hold(bridge, session_id, [info.entry_id for info in pending])
+        try:
+            while pending:
+                entry = UploadEntry(pending[0])
+                try:
+                    yield entry
+                finally:
+                    entry.close()
+                # Reached only when the loop asked for the next entry, i.e. the body for this one returned.
+                done = pending.pop(0)
+                claims.consume_after_commit(bridge, session_id, done.entry_id)
+        finally:
+            if pending:
+                claims.release(bridge, session_id, [info.entry_id for info in pending])
 
     def get_uploads(self, name: str) -> list[UploadEntry]:
         """Every unconsumed entry of the slot, in progress or finished (nothing is consumed)."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -20,6 +22,7 @@ from twisted.internet.task import Clock
 from twisted_uploads.codec import SERVER_MESSAGES, decode_message, encode_chunk, encode_message
 from twisted_uploads.connection import ConnectionLimits, UploadConnection
 from twisted_uploads.entries import Entry
+from twisted_uploads.records import OWNERS_DIRECTORY
 from twisted_uploads.registry import UploadRegistry
 from twisted_uploads.slots import SlotConfig
 from twisted_uploads.storage import TempFileStore
@@ -92,6 +95,15 @@ def text_bytes(size: int) -> bytes:
 
 def _pad(data: bytes, pad_to: int) -> bytes:
     return data + b"\x00" * max(0, pad_to - len(data))
+
+
+def stored_files(root: str | os.PathLike[str], *, records: bool = True) -> list[Path]:
+    """Files uploads left under a store's root: their bytes and (unless ``records=False``) their records.
+
+    The servers' own lock files (``.owners/``) are not uploads' and are left out.
+    """
+    return sorted(p for p in Path(root).rglob("*")
+                  if p.is_file() and OWNERS_DIRECTORY not in p.parts and (records or p.suffix != ".json"))
 
 
 def sha256(data: bytes) -> str:

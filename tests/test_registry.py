@@ -162,7 +162,7 @@ class AnnounceTests(RegistryTestCase):
 
     def test_announced_entry_writes_a_part_file(self) -> None:
         entry = self.announce()
-        self.assertEqual(os.listdir(self.session_dir), [f"{entry.entry_id}.part"])
+        self.assertEqual(sorted(os.listdir(self.session_dir)), [f"{entry.entry_id}.json", f"{entry.entry_id}.part"])
 
     def test_entry_ids_are_distinct_unsigned_32_bit_integers(self) -> None:
         ids = [self.announce(ref=ref, size=1).entry_id for ref in "abc"]
@@ -228,7 +228,7 @@ class FailureTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=2048)
         self.registry.fail(self.session, entry, UploadError(ErrorCode.BAD_OFFSET, "expected 2048"))
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_fail_keeps_the_entry_with_its_error(self) -> None:
         entry = self.announce(size=3000)
@@ -375,7 +375,7 @@ class CancelTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=1024)
         self.registry.cancel("s1", "f1")
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_cancel_tells_the_streaming_connection(self) -> None:
         entry = self.announce()
@@ -583,7 +583,7 @@ class ChunkTimeoutTests(RegistryTestCase):
         entry = self.announce(size=3000)
         self.feed(entry, text_bytes(3000), end=1024)
         self.clock.advance(10)
-        self.assertEqual(os.listdir(self.session_dir), [])
+        self.assertEqual(list(self.session_dir.glob("*.part")), [])
 
     def test_timeout_follows_the_slot_setting(self) -> None:
         entry = self.announce(slot="slow")
@@ -704,22 +704,211 @@ class SessionTests(RegistryTestCase):
         self.registry.shutdown()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_shutdown_discards_partial_files_and_keeps_complete_ones(self) -> None:
-        self.announce(ref="a")
+    def test_shutdown_keeps_every_entrys_bytes_and_record_for_the_next_start(self) -> None:
+        partial = self.announce(ref="a", size=3000)
+        self.feed(partial, text_bytes(3000), end=1024)
         complete = self.upload(text_bytes(10), ref="b")
         self.registry.shutdown()
-        self.assertEqual(os.listdir(self.session_dir), [str(complete.entry_id)])
+        self.assertEqual(sorted(os.listdir(self.session_dir)), sorted([
+            f"{partial.entry_id}.part", f"{partial.entry_id}.json", str(complete.entry_id),
+            f"{complete.entry_id}.json"]))
 
 
 class SweepAtStartTests(TestCase):
-    """A new server owns no sessions: it sweeps what an earlier process left behind."""
+    """A new server sweeps only what no record owns and is older than the longest TTL."""
 
-    def test_server_start_removes_orphan_session_directories_only(self) -> None:
+    def test_server_start_removes_old_unrecorded_files_and_leaves_unrelated_ones(self) -> None:
         from twisted_uploads.service import UploadServer
 
         root = Path(self.mktemp())
         old = TempFileStore(root)
-        old.open("old-session", 1).close()
+        orphan = Path(old.open("old-session", 1).close())
+        os.utime(orphan, (0, 0))
+        os.utime(orphan.parent, (0, 0))
         (root / "unrelated").mkdir()
         UploadServer(str(root), verifier=lambda token: None, clock=Clock())  # type: ignore[arg-type, return-value]
-        self.assertEqual(os.listdir(root), ["unrelated"])
+        self.assertEqual(sorted(p.name for p in root.iterdir() if p.name != ".owners"), ["unrelated"])
+
+    def test_server_start_keeps_recent_unrecorded_files(self) -> None:
+        from twisted_uploads.service import UploadServer
+
+        root = Path(self.mktemp())
+        # Another server has just opened this file; its record follows in the same reactor turn.
+        recent = Path(TempFileStore(root).open("new-session", 1).close())
+        UploadServer(str(root), verifier=lambda token: None, clock=Clock())  # type: ignore[arg-type, return-value]
+        self.assertTrue(recent.exists())
+
+
+class ClaimTests(RegistryTestCase):
+    """Consuming is a claim: one request gets each complete entry, and nothing deletes it from under that request."""
+
+    def test_complete_entries_are_claimed_once(self) -> None:
+        entry = self.upload(text_bytes(10))
+        first = self.registry.claim_complete("s1", "files")
+        second = self.registry.claim_complete("s1", "files")
+        self.assertEqual(([i.entry_id for i in first], second), ([entry.entry_id], []))
+
+    def test_failed_and_uploading_entries_are_never_claimed(self) -> None:
+        failed = self.announce(ref="bad", size=10)
+        self.registry.fail(self.session, failed, UploadError(ErrorCode.BAD_OFFSET, "expected 0"))
+        self.announce(ref="busy", size=3000)
+        self.assertEqual(self.registry.claim_complete("s1", "files"), [])
+
+    def test_a_released_entry_can_be_claimed_again_untouched(self) -> None:
+        data = text_bytes(10)
+        entry = self.upload(data)
+        self.registry.claim_complete("s1", "files")
+        self.registry.release("s1", [entry.entry_id])
+        [again] = self.registry.claim_complete("s1", "files")
+        self.assertEqual(Path(again.path).read_bytes(), data)
+
+    def test_a_cancel_while_claimed_waits_for_the_claim_to_end(self) -> None:
+        entry = self.upload(text_bytes(10))
+        [info] = self.registry.claim_complete("s1", "files")
+        self.registry.cancel("s1", "f1")
+        self.assertTrue(Path(info.path).exists(), "deleted while a request reads it")
+        self.registry.release("s1", [entry.entry_id])
+        self.assertEqual((Path(info.path).exists(), self.registry.list_entries("s1")), (False, []))
+
+    def test_the_ttl_does_not_delete_a_claimed_entry(self) -> None:
+        entry = self.upload(text_bytes(10))
+        [info] = self.registry.claim_complete("s1", "files", ttl=2 * self.complete_ttl)
+        self.clock.advance(self.complete_ttl + 1)
+        self.assertTrue(Path(info.path).exists(), "deleted while a request reads it")
+        self.registry.consume("s1", entry.entry_id)
+        self.assertFalse(Path(info.path).exists())
+
+    def test_an_entry_released_after_its_deadline_goes_then(self) -> None:
+        entry = self.upload(text_bytes(10))
+        [info] = self.registry.claim_complete("s1", "files", ttl=2 * self.complete_ttl)
+        self.clock.advance(self.complete_ttl + 1)
+        self.registry.release("s1", [entry.entry_id])
+        self.assertEqual((Path(info.path).exists(), self.registry.list_entries("s1")), (False, []))
+
+    def test_a_claim_nobody_ends_runs_out_and_the_entry_is_available_again(self) -> None:
+        self.upload(text_bytes(10))
+        self.registry.claim_complete("s1", "files", ttl=30)
+        self.clock.advance(31)
+        self.assertEqual(len(self.registry.claim_complete("s1", "files")), 1)
+
+
+class SessionBoundTests(RegistryTestCase):
+    """Failed and cancelled entries count towards the session's bound, so a flood of bad announces ends."""
+
+    def test_announce_and_one_bad_byte_in_a_loop_ends_in_too_many_entries(self) -> None:
+        self.registry.max_session_entries = 20
+        refused = None
+        for attempt in range(1000):
+            try:
+                entry = self.announce(ref=f"r{attempt}", size=10)
+            except UploadError as error:
+                refused = (attempt, error.code)
+                break
+            self.registry.fail(self.session, entry, UploadError(ErrorCode.BAD_OFFSET, "expected 0"))
+        self.assertEqual(refused, (20, ErrorCode.TOO_MANY_ENTRIES))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 20)
+
+    def test_the_bound_frees_up_as_failed_entries_expire(self) -> None:
+        self.registry.max_session_entries = 1
+        entry = self.announce(ref="a", size=10)
+        self.registry.fail(self.session, entry, UploadError(ErrorCode.BAD_OFFSET, "expected 0"))
+        self.assertAnnounceRefused(ErrorCode.TOO_MANY_ENTRIES, ref="b", size=10)
+        self.clock.advance(self.complete_ttl + 1)
+        self.assertEqual(self.announce(ref="b", size=10).status, EntryStatus.UPLOADING)
+
+
+class OpenFileTests(RegistryTestCase):
+    """A paused entry holds no file descriptor, and the server keeps at most max_open_files open."""
+
+    def test_a_paused_entry_holds_no_open_file(self) -> None:
+        entry = self.announce(size=3000)
+        self.feed(entry, text_bytes(3000), end=1024)
+        part = str(self.session_dir / f"{entry.entry_id}.part")
+        self.assertIn(part, _open_paths())
+        self.registry.detach(self.session, self.owner)
+        self.assertEqual((part in _open_paths(), self.registry.open_files), (False, 0))
+
+    def test_a_resumed_entry_reopens_its_file_and_continues(self) -> None:
+        data = text_bytes(3000)
+        entry = self.announce(size=3000)
+        self.feed(entry, data, end=1024)
+        self.registry.detach(self.session, self.owner)
+        self.registry.claim(self.session, entry, RecordingOwner())
+        self.feed(entry, data, start=1024)
+        self.assertEqual((entry.status, entry.sha256, self.registry.open_files),
+                         (EntryStatus.COMPLETE, sha256(data), 0))
+
+    def test_beyond_max_open_files_announce_answers_server_busy(self) -> None:
+        self.registry.max_open_files = 2
+        self.announce(ref="a", size=10)
+        self.announce(ref="b", size=10)
+        self.assertAnnounceRefused(ErrorCode.SERVER_BUSY, ref="c", size=10)
+
+    def test_a_resume_beyond_max_open_files_answers_server_busy_and_keeps_the_entry(self) -> None:
+        self.registry.max_open_files = 1
+        paused = self.announce(ref="a", size=3000)
+        self.registry.detach(self.session, self.owner)
+        self.registry.attach(self.session)
+        self.announce(ref="b", size=10)
+        error = self.assertRaises(UploadError, self.registry.claim, self.session, paused, RecordingOwner())
+        self.assertEqual((error.code, paused.status), (ErrorCode.SERVER_BUSY, EntryStatus.PAUSED))
+
+    def test_completing_an_entry_frees_its_file(self) -> None:
+        self.registry.max_open_files = 1
+        self.upload(text_bytes(10), ref="a")
+        self.assertEqual(self.announce(ref="b", size=10).status, EntryStatus.UPLOADING)
+
+
+def _open_paths() -> set[str]:
+    """Paths this process holds open (Linux /proc)."""
+    paths = set()
+    for descriptor in os.listdir("/proc/self/fd"):
+        try:
+            paths.add(os.readlink(f"/proc/self/fd/{descriptor}"))
+        except OSError:
+            pass
+    return paths
+
+
+class AdoptionTests(RegistryTestCase):
+    """A new page of the same Django session continues a paused entry of an earlier page (resume after reload)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.data = text_bytes(3000)
+        self.paused = self.registry.announce(self.session, self.owner, "f1", "files", "holiday.txt", "text/plain",
+                                             3000, fingerprint="holiday.txt:3000:1700000000:abcd")
+        self.feed(self.paused, self.data, end=1024)
+        self.registry.detach(self.session, self.owner)
+        self.new_page = self.registry.open_session("s2", SLOTS)
+
+    def test_the_new_page_is_offered_the_earlier_pages_paused_entries_with_their_fingerprint(self) -> None:
+        [offer] = self.registry.adoptable(["s1"], self.new_page)
+        self.assertEqual((offer.entry_id, offer.received, offer.to_dict()["fingerprint"]),
+                         (self.paused.entry_id, 1024, "holiday.txt:3000:1700000000:abcd"))
+
+    def test_an_adopted_entry_continues_from_its_offset_with_the_exact_sha256(self) -> None:
+        entry = self.registry.adopt("s1", self.paused.entry_id, self.new_page, RecordingOwner())
+        for offset in range(1024, 3000, 1024):
+            if entry.receive(offset, self.data[offset:offset + 1024]):
+                self.registry.complete(self.new_page, entry)
+        self.assertEqual((entry.sha256, Path(entry.path).read_bytes()), (sha256(self.data), self.data))
+        self.assertEqual([i.entry_id for i in self.registry.list_entries("s2")], [entry.entry_id])
+        self.assertEqual(self.registry.list_entries("s1"), [])
+
+    def test_sessions_not_listed_by_the_token_offer_nothing(self) -> None:
+        self.assertEqual(self.registry.adoptable(["another-users-session"], self.new_page), [])
+
+    def test_only_paused_entries_can_be_adopted(self) -> None:
+        self.upload(text_bytes(10), ref="done")
+        [done] = [e for e in self.session.entries.values() if e.ref == "done"]
+        error = self.assertRaises(UploadError, self.registry.adopt, "s1", done.entry_id, self.new_page,
+                                  RecordingOwner())
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_ENTRY)
+
+    def test_an_entry_of_a_slot_the_new_page_lacks_is_neither_offered_nor_adopted(self) -> None:
+        other = self.registry.open_session("s3", {"avatar": SLOTS["avatar"]})
+        self.assertEqual(self.registry.adoptable(["s1"], other), [])
+        error = self.assertRaises(UploadError, self.registry.adopt, "s1", self.paused.entry_id, other,
+                                  RecordingOwner())
+        self.assertEqual(error.code, ErrorCode.UNKNOWN_ENTRY)

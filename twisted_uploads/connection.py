@@ -219,7 +219,12 @@ class UploadConnection:
             self._send("error", entry=entry.entry_id, ref=entry.ref, code=ErrorCode.SERVER_BUSY.value,
                        message=f"at most {self.limits.max_parallel} uploads at once per connection")
             return
-        self.registry.claim(session, entry, self)
+        try:
+            self.registry.claim(session, entry, self)
+        except UploadError as error:
+            # Busy (open-file limit) or the stored bytes are gone: this entry's answer, not the connection's end.
+            self._send("error", entry=entry.entry_id, ref=entry.ref, code=error.code.value, message=error.message)
+            return
         self._send_accepted(entry)
 
     def _on_cancel(self, message: dict[str, Any]) -> None:

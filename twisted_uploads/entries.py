@@ -9,18 +9,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .errors import ErrorCode, UploadError
 from .slots import SlotConfig
 from .validation import HEAD_BYTES, check_content
 
 if TYPE_CHECKING:
+    from .records import EntryRecord
     from .storage import IEntryWriter
 
 
 class EntryStatus(str, Enum):
-    """Where an entry is in its life: uploading → complete | error | cancelled, then consumed (forgotten)."""
+    """Where an entry is in its life: uploading ⇄ paused → complete | error | cancelled, then consumed (forgotten)."""
 
     UPLOADING = "uploading"
     PAUSED = "paused"
@@ -57,6 +58,8 @@ class EntryInfo:
     detected_type: str | None = None
     #: The file's path inside a dropped folder (sanitised segments, no ``..``), or None for a single file.
     relative_path: str | None = None
+    #: What the client said identifies the file (name, size, mtime, hash of its head), to match it after a reload.
+    fingerprint: str | None = None
 
     @property
     def progress(self) -> int:
@@ -74,7 +77,8 @@ class EntryInfo:
         """The entry as listed in the ``welcome`` message (docs/protocol.md §3)."""
         return {"entry": self.entry_id, "ref": self.ref, "slot": self.slot, "name": self.client_name,
                 "size": self.client_size, "offset": self.received, "status": self.status.value,
-                **({"code": self.error} if self.error else {})}
+                **({"code": self.error} if self.error else {}),
+                **({"fingerprint": self.fingerprint} if self.fingerprint else {})}
 
 
 class EntryOwner(Protocol):
@@ -105,17 +109,77 @@ class Entry:
         self.path: str | None = None
         self.detected_type: str | None = None
         self.relative_path: str | None = None
+        self.fingerprint: str | None = None
         self.owner: EntryOwner | None = None
         self.last_activity = 0.0
-        self._hash = hashlib.sha256()
+        #: Absolute time (registry clock) at which a paused or finished entry expires; None while streaming.
+        self.deadline: float | None = None
+        #: Until when a consuming request holds the entry (consume is a claim); None when nobody does.
+        self.claimed_until: float | None = None
+        #: The application cancelled the entry while a request held it: drop it once the claim ends.
+        self.cancel_pending = False
+        #: None after a restart, until :meth:`rebuild_hash` reads the stored bytes again.
+        self._hash: Any = hashlib.sha256()
         self._head: bytearray | None = bytearray()
+
+    @classmethod
+    def from_record(cls, record: "EntryRecord") -> "Entry":
+        """An entry recovered from its durable record (its writer and running hash are not restored)."""
+        entry = cls(record.entry, record.ref, record.slot, SlotConfig.from_dict(record.config), record.name,
+                    record.type, record.size, None)
+        entry.status = EntryStatus(record.status)
+        entry.received = record.received
+        entry.sha256 = record.sha256
+        entry.error = ErrorCode(record.error) if record.error else None
+        entry.error_message = record.message
+        entry.detected_type = record.detected_type
+        entry.relative_path = record.relative_path
+        entry.fingerprint = record.fingerprint
+        entry.deadline = record.deadline
+        entry._hash = None
+        return entry
+
+    def to_record(self, session_id: str) -> "EntryRecord":
+        """The durable record of the entry's current state."""
+        from .records import EntryRecord
+
+        return EntryRecord(session=session_id, entry=self.entry_id, ref=self.ref, slot=self.slot_name,
+                           config=self.slot.to_dict(), name=self.client_name, type=self.client_type,
+                           size=self.client_size, status=self.status.value, received=self.received,
+                           sha256=self.sha256, error=self.error.value if self.error else None,
+                           message=self.error_message, detected_type=self.detected_type,
+                           relative_path=self.relative_path, fingerprint=self.fingerprint,
+                           deadline=self.deadline)
+
+    @property
+    def needs_hash_rebuild(self) -> bool:
+        """Whether the running hash died with an earlier process and must be rebuilt from the stored bytes."""
+        return self._hash is None
+
+    def rebuild_hash(self, stored: BinaryIO, received: int) -> None:
+        """Hash the first ``received`` stored bytes again (and the head, if it was not complete yet)."""
+        digest = hashlib.sha256()
+        head = bytearray()
+        remaining = received
+        while remaining > 0:
+            block = stored.read(min(1 << 20, remaining))
+            if not block:
+                raise UploadError(ErrorCode.STORAGE_FAILED, f"the stored bytes of {self.client_name} are short")
+            if len(head) < HEAD_BYTES:
+                head += block[: HEAD_BYTES - len(head)]
+            digest.update(block)
+            remaining -= len(block)
+        self._hash = digest
+        self.received = received
+        # The head was checked as soon as it was complete, before those bytes were written.
+        self._head = None if len(head) >= min(HEAD_BYTES, self.client_size) else head
 
     def info(self) -> EntryInfo:
         """A frozen copy of the entry's current state."""
         return EntryInfo(self.entry_id, self.ref, self.slot_name, self.client_name, self.client_type,
                          self.client_size, self.received, self.status,
                          self.error.value if self.error else None, self.error_message, self.sha256, self.path,
-                         self.detected_type, self.relative_path)
+                         self.detected_type, self.relative_path, self.fingerprint)
 
     def receive(self, offset: int, payload: bytes | memoryview) -> bool:
         """Store one chunk; return True when the entry just completed. Raises :class:`UploadError`.

@@ -1,24 +1,31 @@
-"""Upload sessions → slots → entries, owned by the reactor thread, with their timers.
+"""Upload sessions → slots → entries, owned by the reactor thread, with their timers and durable records.
 
 Everything here runs in the reactor thread and nowhere else: no locks. Other threads (the Django bridge) call in
 through ``crochet`` and receive :class:`~twisted_uploads.entries.EntryInfo` copies. Time comes from an injected
 ``IReactorTime`` so that every TTL and timeout is testable with ``task.Clock``.
+
+Every entry has a record (:mod:`.records`) written before its first byte is acknowledged and on every status
+change, so :meth:`UploadRegistry.recover` can give a restarted server back what the last one held. Consuming is a
+claim (:meth:`UploadRegistry.claim_complete`): a claimed entry is handed to one request only, and neither a cancel
+nor its TTL deletes it until that request consumed or released it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
+import resource
 import secrets
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Iterable, Iterator
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from .entries import Entry, EntryInfo, EntryOwner, EntryStatus
 from .errors import ErrorCode, UploadError
+from .records import DirectoryRecords, IEntryRecords, MemoryRecords
 from .slots import SlotConfig
 from .storage import IEntryStore
 from .validation import HEAD_BYTES, check_announce, check_content, sanitize_name, sanitize_relative_path
@@ -26,6 +33,27 @@ from .validation import HEAD_BYTES, check_announce, check_content, sanitize_name
 log = Logger()
 
 MAX_REF_LENGTH = 64
+#: Entries one upload session may hold in any state; failed and cancelled ones count until they expire, so a loop
+#: of "announce, send one bad byte" ends in ``too_many_entries`` instead of growing without bound.
+DEFAULT_MAX_SESSION_ENTRIES = 100
+#: Seconds a cancelled entry stays listed (so late frames for it are dropped quietly and views see the cancel).
+CANCELLED_TTL = 60.0
+#: Seconds a consuming request may hold its claim; the request's end releases it sooner (django_shim).
+DEFAULT_CLAIM_TTL = 600.0
+#: Paused entries of earlier pages a new page is offered at most (resume after a reload).
+MAX_ADOPTABLE = 20
+MAX_FINGERPRINT_LENGTH = 200
+
+
+def default_max_open_files() -> int:
+    """Half the process's file-descriptor limit (the other half is for sockets), at most 4096."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ValueError, OSError):
+        return 512
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(4, min(4096, soft // 2))
 
 
 @dataclass
@@ -40,6 +68,10 @@ class UploadSession:
     def entry_by_ref(self, ref: str) -> Entry | None:
         """The unconsumed entry the client labelled ``ref``."""
         return next((e for e in self.entries.values() if e.ref == ref), None)
+
+    def live_entries(self) -> Iterator[Entry]:
+        """Entries not (yet) consumed."""
+        return iter(self.entries.values())
 
     def active_in_slot(self, slot: str) -> int:
         """Entries counting against ``max_entries``: not failed, cancelled or consumed."""
@@ -56,17 +88,121 @@ class UploadRegistry:
     """All upload sessions of one server."""
 
     def __init__(self, store: IEntryStore, clock: IReactorTime, *, resume_grace: float = 300.0,
-                 complete_ttl: float = 3600.0, max_session_bytes: int = 10 * 1024**3) -> None:
+                 complete_ttl: float = 3600.0, max_session_bytes: int = 10 * 1024**3,
+                 max_session_entries: int = DEFAULT_MAX_SESSION_ENTRIES, max_open_files: int | None = None,
+                 claim_ttl: float = DEFAULT_CLAIM_TTL, records: IEntryRecords | None = None) -> None:
         self.store = store
         self.clock = clock
         self.resume_grace = resume_grace
         self.complete_ttl = complete_ttl
         self.max_session_bytes = max_session_bytes
+        self.max_session_entries = max_session_entries
+        self.max_open_files = max_open_files if max_open_files is not None else default_max_open_files()
+        self.claim_ttl = claim_ttl
+        if records is None:
+            root = getattr(store, "root", None)
+            records = DirectoryRecords(root) if isinstance(root, Path) else MemoryRecords()
+        self.records: IEntryRecords = records
         self.sessions: dict[str, UploadSession] = {}
-        # Random start so that ids say nothing about how many uploads the server has seen.
-        self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
+        self.open_files = 0
+        self._used_ids: set[int] = set()
         self._expiry: dict[int, IDelayedCall] = {}
         self._timeouts: dict[int, IDelayedCall] = {}
+        self._claims: dict[int, IDelayedCall] = {}
+
+    # -- durability ---------------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Take over the entries a dead server left in the directory (start-up); return how many.
+
+        Complete and failed entries stay for the rest of their TTL, paused ones for the rest of their grace (an
+        entry that was streaming when its server died gets a full grace from now: when it died is not known).
+        Whatever has no record and is older than the longest TTL is deleted; live servers' files are left alone.
+        """
+        now = self.clock.seconds()
+        recovered = 0
+        for record in self.records.recover():
+            session = self.sessions.get(record.session)
+            if session is None:
+                session = self.sessions[record.session] = UploadSession(record.session, {})
+            try:
+                entry = Entry.from_record(record)
+            except (TypeError, ValueError) as error:
+                log.warn("Dropping unusable upload record {entry}: {error}", entry=record.entry, error=error)
+                self.records.delete(record.session, record.entry)
+                continue
+            if not self._restore_bytes(session, entry, now):
+                self._drop_recovered(session, entry)
+                continue
+            session.entries[entry.entry_id] = entry
+            self._used_ids.add(entry.entry_id)
+            if entry.deadline is None or entry.deadline <= now:
+                self._remove(session, entry)
+                continue
+            self._expire_after(session, entry, entry.deadline - now, persist=False)
+            recovered += 1
+        self.records.sweep(max(self.resume_grace, self.complete_ttl, CANCELLED_TTL))
+        for session in list(self.sessions.values()):
+            self._forget_if_idle(session)
+        return recovered
+
+    def _restore_bytes(self, session: UploadSession, entry: Entry, now: float) -> bool:
+        """Find a recovered entry's bytes; False when they are gone (nothing left to give back)."""
+        if entry.status is EntryStatus.COMPLETE:
+            entry.path = self.store.complete_location(session.session_id, entry.entry_id)
+            return entry.path is not None
+        if entry.status in (EntryStatus.UPLOADING, EntryStatus.PAUSED):
+            size = self.store.partial_size(session.session_id, entry.entry_id)
+            if size is None:
+                return False
+            # Bytes past the declared size cannot be there (every chunk is checked first), but never trust it.
+            entry.received = min(size, entry.client_size)
+            if entry.status is EntryStatus.UPLOADING:
+                entry.status = EntryStatus.PAUSED
+                entry.deadline = now + self.resume_grace
+            self._save(session, entry, durable=True)
+        return True
+
+    def _drop_recovered(self, session: UploadSession, entry: Entry) -> None:
+        log.warn("Upload {name} ({entry}) lost its bytes; dropping its record", name=entry.client_name,
+                 entry=entry.entry_id)
+        self.records.delete(session.session_id, entry.entry_id)
+
+    def _save(self, session: UploadSession, entry: Entry, durable: bool = True) -> None:
+        """Write the entry's record; a record that cannot be written is logged (the bytes decide at recovery)."""
+        try:
+            self.records.save(entry.to_record(session.session_id), durable)
+        except OSError as error:
+            log.error("Could not write the record of upload {entry}: {error}", entry=entry.entry_id, error=error)
+
+    def _new_entry_id(self) -> int:
+        # Random ids say nothing about how many uploads the server has seen, and never repeat a live one.
+        while True:
+            entry_id = secrets.randbelow(0xFFFFFFFF) + 1
+            if entry_id not in self._used_ids:
+                self._used_ids.add(entry_id)
+                return entry_id
+
+    # -- open files -------------------------------------------------------------------------------------------
+
+    def _check_open_files(self) -> None:
+        if self.open_files >= self.max_open_files:
+            raise UploadError(ErrorCode.SERVER_BUSY,
+                              f"the server has {self.open_files} uploads open, its limit; try again shortly")
+
+    def _release_writer(self, entry: Entry, *, keep_bytes: bool) -> None:
+        """Close the entry's file: keep its bytes (pause) or delete them (fail, cancel)."""
+        writer, entry.writer = entry.writer, None
+        if writer is None:
+            return
+        self.open_files -= 1
+        if keep_bytes:
+            try:
+                writer.suspend()
+            except OSError as error:
+                log.warn("Could not close upload {entry}: {error}", entry=entry.entry_id, error=error)
+        else:
+            writer.abort()
 
     # -- sessions -------------------------------------------------------------------------------------------
 
@@ -95,15 +231,21 @@ class UploadRegistry:
             if entry.owner is owner:
                 entry.owner = None
                 if entry.status is EntryStatus.UPLOADING:
-                    entry.status = EntryStatus.PAUSED
-                    self._cancel_timeout(entry)
-                    self._expire_after(session, entry, self.resume_grace)
+                    self._pause(session, entry)
         self._forget_if_idle(session)
+
+    def _pause(self, session: UploadSession, entry: Entry) -> None:
+        """The entry's connection went away: release its file and wait ``resume_grace`` for a resume."""
+        entry.status = EntryStatus.PAUSED
+        self._cancel_timeout(entry)
+        self._release_writer(entry, keep_bytes=True)
+        self._expire_after(session, entry, self.resume_grace)
 
     # -- entries from the protocol ----------------------------------------------------------------------------
 
     def announce(self, session: UploadSession, owner: EntryOwner, ref: str, slot_name: str, name: str,
-                 mime: str, size: object, relative_path: str | None = None) -> Entry:
+                 mime: str, size: object, relative_path: str | None = None,
+                 fingerprint: str | None = None) -> Entry:
         """Create an entry for an announced file, or raise :class:`UploadError` saying why not."""
         client_name = sanitize_name(name)
         slot = self._admit(session, slot_name, client_name, mime, size)
@@ -111,13 +253,25 @@ class UploadRegistry:
         if size == 0:
             # An empty file is its own complete content: check it now, so a refusal creates no entry.
             check_content(slot, client_name, mime, b"")
-        entry_id = next(self._ids) & 0xFFFFFFFF
+        self._check_open_files()
+        entry_id = self._new_entry_id()
         try:
             writer = self.store.open(session.session_id, entry_id)
         except OSError as error:
+            self._used_ids.discard(entry_id)
             raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {client_name}: {error.strerror}") from error
+        self.open_files += 1
         entry = Entry(entry_id, ref, slot_name, slot, client_name, mime, size, writer)
         entry.relative_path = sanitize_relative_path(relative_path)
+        if isinstance(fingerprint, str) and fingerprint:
+            entry.fingerprint = fingerprint[:MAX_FINGERPRINT_LENGTH]
+        try:
+            # The record exists before the client may send (and be acknowledged) a single byte.
+            self.records.save(entry.to_record(session.session_id), True)
+        except OSError as error:
+            self._release_writer(entry, keep_bytes=False)
+            self._used_ids.discard(entry_id)
+            raise UploadError(ErrorCode.STORAGE_FAILED, f"could not store {client_name}: {error.strerror}") from error
         session.entries[entry_id] = entry
         self.claim(session, entry, owner)
         if size == 0:
@@ -134,21 +288,50 @@ class UploadRegistry:
         assert isinstance(size, int)
         if session.active_in_slot(slot_name) >= slot.max_entries:
             raise UploadError(ErrorCode.TOO_MANY_FILES, f"{slot_name} takes at most {slot.max_entries} file(s)")
+        if len(session.entries) >= self.max_session_entries:
+            raise UploadError(ErrorCode.TOO_MANY_ENTRIES,
+                              f"this page holds {len(session.entries)} uploads, its limit; reload it to start again")
         if session.declared_bytes() + size > self.max_session_bytes:
             raise UploadError(ErrorCode.QUOTA_EXCEEDED)
         return slot
 
     def claim(self, session: UploadSession, entry: Entry, owner: EntryOwner) -> None:
-        """Make ``owner`` the connection streaming ``entry`` (announce, or resume after a reconnect)."""
+        """Make ``owner`` the connection streaming ``entry`` (announce, or resume after a reconnect).
+
+        A paused entry's file is opened again (``server_busy`` when the server's open-file limit is reached), and
+        an entry recovered after a restart has its running hash rebuilt from the stored bytes first. Raises
+        :class:`UploadError`; the entry is then unchanged (or failed, if its stored bytes are unusable).
+        """
+        if not entry.status.finished and entry.writer is None:
+            self._reopen(session, entry)
         previous = entry.owner
         entry.owner = owner
         if previous is not None and previous is not owner:
             previous.entry_changed(entry)
         if not entry.status.finished:
+            resumed = entry.status is EntryStatus.PAUSED
             entry.status = EntryStatus.UPLOADING
+            entry.deadline = None
             self._cancel_expiry(entry)
             entry.last_activity = self.clock.seconds()
             self._schedule_timeout(session, entry, entry.slot.chunk_timeout)
+            if resumed:
+                self._save(session, entry, durable=False)
+
+    def _reopen(self, session: UploadSession, entry: Entry) -> None:
+        self._check_open_files()
+        try:
+            if entry.needs_hash_rebuild:
+                with self.store.read_partial(session.session_id, entry.entry_id) as stored:
+                    entry.rebuild_hash(stored, entry.received)
+            writer = self.store.reopen(session.session_id, entry.entry_id, entry.received)
+        except (OSError, UploadError) as error:
+            failure = error if isinstance(error, UploadError) else UploadError(
+                ErrorCode.STORAGE_FAILED, f"the stored bytes of {entry.client_name} are gone: {error.strerror}")
+            self.fail(session, entry, failure)
+            raise failure from None
+        entry.writer = writer
+        self.open_files += 1
 
     def complete(self, session: UploadSession, entry: Entry) -> None:
         """Every byte arrived: close the file (final content check included) and start the consume TTL."""
@@ -157,31 +340,80 @@ class UploadRegistry:
         except UploadError as error:
             self.fail(session, entry, error)
             raise
+        finally:
+            if entry.writer is None and entry.status is EntryStatus.COMPLETE:
+                self.open_files -= 1
         self._cancel_timeout(entry)
         self._expire_after(session, entry, self.complete_ttl)
 
     def fail(self, session: UploadSession, entry: Entry, error: UploadError) -> None:
-        """Mark the entry failed and delete its bytes; the entry stays so the application can report it."""
+        """Mark the entry failed and delete its bytes; the entry stays (its TTL) so the application can report it."""
         if entry.status.finished:
             return
-        self._discard_bytes(entry)
+        self._discard_bytes(session, entry)
         entry.status = EntryStatus.ERROR
         entry.error, entry.error_message = error.code, error.message
         self._cancel_timeout(entry)
         self._expire_after(session, entry, self.complete_ttl)
 
-    def _discard_bytes(self, entry: Entry) -> None:
-        if entry.writer is not None:
-            entry.writer.abort()
-            entry.writer = None
+    def _discard_bytes(self, session: UploadSession, entry: Entry) -> None:
+        self._release_writer(entry, keep_bytes=False)
         if entry.path is not None:
             self.store.delete(entry.path)
             entry.path = None
+        else:
+            # A paused entry's partial file is closed but still there.
+            self.store.delete_partial(session.session_id, entry.entry_id)
 
     def uploading_count(self) -> int:
         """Entries being streamed right now, on every session (sizes flow-control windows)."""
         return sum(1 for session in self.sessions.values() for entry in session.entries.values()
                    if entry.status is EntryStatus.UPLOADING)
+
+    # -- resume after a reload ----------------------------------------------------------------------------------
+
+    def adoptable(self, session_ids: Iterable[str], into: UploadSession) -> list[EntryInfo]:
+        """Paused entries of earlier pages a new page may take over, newest session first, at most MAX_ADOPTABLE.
+
+        ``session_ids`` come from the new page's signed token, which lists only upload sessions of the same Django
+        session: that list is what keeps adoption inside one user's session.
+        """
+        found: list[EntryInfo] = []
+        for session_id in session_ids:
+            session = self.sessions.get(session_id)
+            if session is None or session is into:
+                continue
+            found += [entry.info() for entry in session.entries.values()
+                      if entry.status is EntryStatus.PAUSED and entry.slot_name in into.slots]
+        return found[:MAX_ADOPTABLE]
+
+    def adopt(self, from_session_id: str, entry_id: int, into: UploadSession, owner: EntryOwner) -> Entry:
+        """Move a paused entry of an earlier page into ``into`` and make ``owner`` stream it from its offset.
+
+        Raises ``UploadError(unknown_entry)`` for anything that is not a paused entry of that session in a slot the
+        new page has, and the errors of :meth:`claim` (``server_busy``); the entry is then left where it was.
+        """
+        source = self.sessions.get(from_session_id)
+        entry = source.entries.get(entry_id) if source is not None and source is not into else None
+        if source is None or entry is None or entry.status is not EntryStatus.PAUSED \
+                or entry.slot_name not in into.slots:
+            raise UploadError(ErrorCode.UNKNOWN_ENTRY, f"no paused upload {entry_id} to continue")
+        if len(into.entries) >= self.max_session_entries:
+            raise UploadError(ErrorCode.TOO_MANY_ENTRIES)
+        self._check_open_files()
+        try:
+            self.store.move_partial(from_session_id, into.session_id, entry_id)
+        except OSError as error:
+            raise UploadError(ErrorCode.STORAGE_FAILED,
+                              f"could not continue {entry.client_name}: {error.strerror}") from error
+        self._cancel_expiry(entry)
+        del source.entries[entry_id]
+        self.records.delete(from_session_id, entry_id)
+        into.entries[entry_id] = entry
+        self._save(into, entry, durable=True)
+        self._forget_if_idle(source)
+        self.claim(into, entry, owner)
+        return entry
 
     # -- calls from the application (through the bridge) -------------------------------------------------------
 
@@ -193,9 +425,55 @@ class UploadRegistry:
         return [e.info() for e in session.entries.values() if slot is None or e.slot_name == slot]
 
     def finished_entries(self, session_id: str, slot: str) -> list[EntryInfo]:
-        """Complete and failed entries of a slot, ready for ``consume_uploaded_entries``."""
+        """Complete and failed entries of a slot (a listing; consuming goes through :meth:`claim_complete`)."""
         return [info for info in self.list_entries(session_id, slot)
                 if info.status in (EntryStatus.COMPLETE, EntryStatus.ERROR)]
+
+    def claim_complete(self, session_id: str, slot: str, ttl: float | None = None) -> list[EntryInfo]:
+        """Claim the slot's complete entries nobody holds, oldest first, for one consuming request.
+
+        Two requests can never get the same entry: the claim is made here, in the reactor thread, in one step.
+        A claimed entry outlives a cancel and its TTL until :meth:`consume` or :meth:`release` (or the claim's own
+        ``ttl``, for a request that died without either).
+        """
+        session = self.sessions.get(session_id)
+        if session is None:
+            return []
+        lease = self.claim_ttl if ttl is None else ttl
+        claimed = []
+        for entry in session.entries.values():
+            if entry.slot_name != slot or entry.status is not EntryStatus.COMPLETE or entry.claimed_until is not None:
+                continue
+            entry.claimed_until = self.clock.seconds() + lease
+            self._claims[entry.entry_id] = self.clock.callLater(lease, self._claim_expired, session, entry)
+            claimed.append(entry.info())
+        return claimed
+
+    def release(self, session_id: str, entry_ids: Iterable[int]) -> None:
+        """Give claimed entries back untouched (the consuming code raised); a cancel made meanwhile applies now."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return
+        for entry_id in entry_ids:
+            entry = session.entries.get(entry_id)
+            if entry is not None and entry.claimed_until is not None:
+                self._end_claim(session, entry)
+
+    def _claim_expired(self, session: UploadSession, entry: Entry) -> None:
+        self._claims.pop(entry.entry_id, None)
+        log.warn("The claim on upload {name} ran out before it was consumed; it is available again",
+                 name=entry.client_name)
+        self._end_claim(session, entry)
+
+    def _end_claim(self, session: UploadSession, entry: Entry) -> None:
+        entry.claimed_until = None
+        call = self._claims.pop(entry.entry_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        if entry.cancel_pending:
+            self._remove(session, entry)
+        elif entry.deadline is not None and entry.deadline <= self.clock.seconds():
+            self._remove(session, entry)
 
     def consume(self, session_id: str, entry_id: int) -> None:
         """The application is done with an entry: delete its file and forget it. Idempotent."""
@@ -215,21 +493,28 @@ class UploadRegistry:
         return entry.info()
 
     def cancel_entry(self, session: UploadSession, entry: Entry) -> None:
-        """Cancel ``entry``, delete its bytes, and tell its connection (once)."""
+        """Cancel ``entry``, delete its bytes, and tell its connection (once).
+
+        An entry a consuming request holds is not pulled from under it: it is dropped when the claim ends, unless
+        the request consumed it first.
+        """
         if entry.status is EntryStatus.CANCELLED:
+            return
+        if entry.claimed_until is not None:
+            entry.cancel_pending = True
             return
         if entry.status in (EntryStatus.COMPLETE, EntryStatus.ERROR):
             # Cancelling a finished upload means the application does not want it: drop it now.
             self._remove(session, entry)
             entry.status = EntryStatus.CANCELLED
         else:
-            self._discard_bytes(entry)
+            self._discard_bytes(session, entry)
             entry.status = EntryStatus.CANCELLED
             entry.error = ErrorCode.CANCELLED
             entry.error_message = "cancelled"
             self._cancel_timeout(entry)
             # A cancelled entry is kept only briefly, so late frames for it are dropped quietly.
-            self._expire_after(session, entry, 0 if entry.owner is None else min(self.complete_ttl, 60.0))
+            self._expire_after(session, entry, 0 if entry.owner is None else min(self.complete_ttl, CANCELLED_TTL))
         owner = entry.owner
         if owner is not None:
             owner.entry_changed(entry)
@@ -250,7 +535,7 @@ class UploadRegistry:
         name = sanitize_name(client_name)
         if size is None:
             size = os.path.getsize(source_path) if source_path is not None else 0
-        entry = Entry(next(self._ids) & 0xFFFFFFFF, ref or secrets.token_hex(8), slot_name,
+        entry = Entry(self._new_entry_id(), ref or secrets.token_hex(8), slot_name,
                       session.slots.get(slot_name, SlotConfig()), name, client_type, size, None)
         entry.relative_path = sanitize_relative_path(relative_path)
         entry.received = size
@@ -264,7 +549,11 @@ class UploadRegistry:
                 sha256, head = _sha256_and_head(source_path)
             entry.detected_type = check_content(entry.slot, name, client_type, head)
             entry.sha256 = sha256
-            entry.path = self.store.adopt(session_id, entry.entry_id, source_path)
+            try:
+                entry.path = self.store.adopt(session_id, entry.entry_id, source_path)
+            except OSError as failure:
+                raise UploadError(ErrorCode.STORAGE_FAILED,
+                                  f"could not store {name}: {failure.strerror}") from failure
             entry.status = EntryStatus.COMPLETE
         except UploadError as refusal:
             entry.status, entry.error, entry.error_message = EntryStatus.ERROR, refusal.code, refusal.message
@@ -289,17 +578,29 @@ class UploadRegistry:
         return entry
 
     def _remove(self, session: UploadSession, entry: Entry) -> None:
-        self._discard_bytes(entry)
+        self._discard_bytes(session, entry)
         self._cancel_expiry(entry)
         self._cancel_timeout(entry)
+        call = self._claims.pop(entry.entry_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        entry.claimed_until = None
+        self.records.delete(session.session_id, entry.entry_id)
         session.entries.pop(entry.entry_id, None)
+        self._used_ids.discard(entry.entry_id)
         self._forget_if_idle(session)
 
-    def _expire_after(self, session: UploadSession, entry: Entry, seconds: float) -> None:
+    def _expire_after(self, session: UploadSession, entry: Entry, seconds: float, *, persist: bool = True) -> None:
+        """Set the entry's deadline ``seconds`` from now (recorded durably) and delete it then."""
         self._cancel_expiry(entry)
+        entry.deadline = self.clock.seconds() + max(0.0, seconds)
+        if persist and seconds > 0:
+            self._save(session, entry, durable=True)
 
         def expire() -> None:
             self._expiry.pop(entry.entry_id, None)
+            if entry.claimed_until is not None:
+                return  # a request is reading it: the claim's end removes it (the deadline has passed)
             log.info("Upload {name} ({status}) expired unconsumed", name=entry.client_name, status=entry.status)
             self._remove(session, entry)
 
@@ -337,17 +638,24 @@ class UploadRegistry:
             call.cancel()
 
     def shutdown(self) -> None:
-        """Stop every timer (service stop); stored files stay for the next start's sweep."""
-        for call in [*self._expiry.values(), *self._timeouts.values()]:
+        """Stop every timer and close every file (service stop); the records let the next start recover it all.
+
+        Entries being streamed are recorded as paused, so the next server gives them a grace for a resume.
+        """
+        for call in [*self._expiry.values(), *self._timeouts.values(), *self._claims.values()]:
             if call.active():
                 call.cancel()
         self._expiry.clear()
         self._timeouts.clear()
+        self._claims.clear()
         for session in self.sessions.values():
             for entry in session.entries.values():
-                if entry.writer is not None:
-                    entry.writer.abort()
-                    entry.writer = None
+                if entry.status is EntryStatus.UPLOADING:
+                    entry.status = EntryStatus.PAUSED
+                    entry.deadline = self.clock.seconds() + self.resume_grace
+                    self._release_writer(entry, keep_bytes=True)
+                    self._save(session, entry, durable=True)
+        self.records.close()
 
     def __iter__(self) -> Iterator[UploadSession]:
         return iter(list(self.sessions.values()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Iterable
 
 from twisted.application import service, strports
@@ -19,7 +20,8 @@ from twisted.web.static import File
 
 from . import DEFAULT_WS_PATH
 from .connection import ConnectionLimits
-from .registry import UploadRegistry
+from .records import DirectoryRecords
+from .registry import DEFAULT_MAX_SESSION_ENTRIES, UploadRegistry
 from .staticfiles import static_root
 from .storage import IEntryStore, TempFileStore
 from .tokens import TokenVerifier
@@ -30,8 +32,12 @@ STATIC_URL_PATH = "/static/twisted_uploads"
 
 
 def default_upload_dir() -> str:
-    """Where uploads go when nothing is configured: a per-user directory under the system temp dir."""
-    return os.path.join(tempfile.gettempdir(), f"twisted-uploads-{os.getuid()}")
+    """Where a standalone server's uploads go when nothing is configured: ``<tempdir>/twisted-uploads-<uid>/standalone``.
+
+    Django projects get a directory of their own beside it (``django_shim.conf.default_upload_dir``). Sharing a
+    directory is safe in any case: a server only ever takes over the records of servers that are gone.
+    """
+    return os.path.join(tempfile.gettempdir(), f"twisted-uploads-{os.getuid()}", "standalone")
 
 
 class UploadServer:
@@ -40,21 +46,51 @@ class UploadServer:
     def __init__(self, upload_dir: str | None, verifier: TokenVerifier, *, clock: IReactorTime | None = None,
                  allowed_origins: Iterable[str] = (), limits: ConnectionLimits | None = None,
                  resume_grace: float = 300.0, complete_ttl: float = 3600.0,
-                 max_session_bytes: int = 10 * 1024**3, store: IEntryStore | None = None) -> None:
+                 max_session_bytes: int = 10 * 1024**3, store: IEntryStore | None = None,
+                 max_session_entries: int = DEFAULT_MAX_SESSION_ENTRIES, max_open_files: int | None = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.clock: IReactorTime = clock
         self.verifier = verifier
         self.allowed_origins = tuple(allowed_origins)
         self.limits = limits or ConnectionLimits()
-        self.store: IEntryStore = store or TempFileStore(upload_dir or default_upload_dir())
-        # Nothing can own a directory left by an earlier process: the registry lives in memory.
-        self.store.sweep()
-        self.registry = UploadRegistry(self.store, self.clock, resume_grace=resume_grace,
-                                       complete_ttl=complete_ttl, max_session_bytes=max_session_bytes)
+        self._registry_options = dict(resume_grace=resume_grace, complete_ttl=complete_ttl,
+                                      max_session_bytes=max_session_bytes, max_session_entries=max_session_entries,
+                                      max_open_files=max_open_files)
+        self.store: IEntryStore
+        self.registry: UploadRegistry
+        self.use_store(store or TempFileStore(upload_dir or default_upload_dir()))
         from .websocket import make_resource
 
         self.resource = make_resource(self)
+
+    def use_store(self, store: IEntryStore) -> None:
+        """Store entries in ``store``, recovering what a dead server left there (replaces an unused store).
+
+        Recovery gives back every complete entry for the rest of its TTL and every paused one for the rest of its
+        grace; files of servers still running on the same directory are never touched.
+        """
+        previous = getattr(self, "registry", None)
+        if previous is not None:
+            if any(True for _ in previous):
+                raise RuntimeError("the upload server already holds entries; its store cannot change now")
+            previous.shutdown()
+        self.store = store
+        records = None
+        root = getattr(store, "root", None)
+        if isinstance(root, Path) and hasattr(self.clock, "callInThread"):
+            # A real reactor: its thread pool syncs records, so no fsync ever stalls an upload's acks.
+            records = DirectoryRecords(root, run_in_thread=self.clock.callInThread)  # type: ignore[attr-defined]
+        self.registry = UploadRegistry(store, self.clock, records=records,
+                                       **self._registry_options)  # type: ignore[arg-type]
+        self.registry.recover()
+
+    def set_lifetimes(self, *, resume_grace: float | None = None, complete_ttl: float | None = None) -> None:
+        """Change how long paused and finished entries wait (applies to entries that change state from now on)."""
+        for name, value in (("resume_grace", resume_grace), ("complete_ttl", complete_ttl)):
+            if value is not None:
+                self._registry_options[name] = value
+                setattr(self.registry, name, value)
 
     def mount(self, root: Resource, path: str = DEFAULT_WS_PATH) -> None:
         """Put the WebSocket resource at ``path`` under ``root``."""
@@ -68,7 +104,7 @@ class UploadServer:
         return Site(root)
 
     def shutdown(self) -> None:
-        """Stop timers and abort partial writes."""
+        """Stop timers and close files; every entry's record stays for the next start to recover."""
         self.registry.shutdown()
 
 

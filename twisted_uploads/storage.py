@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
@@ -24,6 +25,9 @@ class IEntryWriter(Interface):
     def write(data: bytes) -> None:  # type: ignore[misc]
         """Append ``data``; raise ``OSError`` when the bytes cannot be kept."""
 
+    def suspend() -> None:  # type: ignore[misc]
+        """Release the open file but keep the bytes (a paused entry holds no file descriptor)."""
+
     def close() -> str:  # type: ignore[misc]
         """Finish the entry and return the location of the stored file."""
 
@@ -37,17 +41,32 @@ class IEntryStore(Interface):
     def open(session_id: str, entry_id: int) -> IEntryWriter:  # type: ignore[misc]
         """Start storing a new entry."""
 
+    def reopen(session_id: str, entry_id: int, offset: int) -> IEntryWriter:  # type: ignore[misc]
+        """Continue a partial entry at ``offset`` (bytes beyond it are dropped); ``OSError`` if it is gone."""
+
+    def partial_size(session_id: str, entry_id: int) -> int | None:  # type: ignore[misc]
+        """Bytes a partial entry holds, or None when there is none."""
+
+    def read_partial(session_id: str, entry_id: int) -> BinaryIO:  # type: ignore[misc]
+        """The partial entry's bytes from the start (to rebuild its hash after a restart)."""
+
+    def complete_location(session_id: str, entry_id: int) -> str | None:  # type: ignore[misc]
+        """Where a complete entry's file is, or None when it is gone."""
+
     def adopt(session_id: str, entry_id: int, source_path: str) -> str:  # type: ignore[misc]
         """Take over an already complete file (the no-JavaScript fallback); return its new location."""
 
     def delete(location: str) -> None:  # type: ignore[misc]
         """Remove a stored file once consumed, cancelled or expired."""
 
+    def delete_partial(session_id: str, entry_id: int) -> None:  # type: ignore[misc]
+        """Remove a partial entry's bytes that no writer holds open (a paused or recovered entry). Idempotent."""
+
     def discard_session(session_id: str) -> None:  # type: ignore[misc]
         """Remove what is left of a session that has no entries any more."""
 
-    def sweep() -> int:  # type: ignore[misc]
-        """Remove session directories no live session owns (at start); return how many were removed."""
+    def move_partial(from_session: str, to_session: str, entry_id: int) -> None:  # type: ignore[misc]
+        """Hand a partial entry's bytes (no writer open) to another session of the same store."""
 
 
 def session_directory_name(session_id: str) -> str:
@@ -60,19 +79,32 @@ class TempFileWriter:
     """Streams one entry into ``<dir>/<entry id>.part``.
 
     Unbuffered: each chunk is one ``write()`` straight from the frame's memory. A user-space buffer would add a
-    copy and, at 1 MiB per entry, cost 200 MiB of RSS for 200 concurrent uploads (docs/benchmarks.md).
+    copy and, at 1 MiB per entry, cost 200 MiB of RSS for 200 concurrent uploads (docs/benchmarks.md). What was
+    written is in the kernel's page cache when ``write()`` returns, so an acknowledged offset survives the process
+    dying (``kill -9``); only a power loss can take bytes that were not yet synced.
     """
 
-    def __init__(self, directory: Path, entry_id: int) -> None:
+    def __init__(self, directory: Path, entry_id: int, offset: int | None = None) -> None:
         self._final = directory / str(entry_id)
         self._partial = directory / f"{entry_id}.part"
-        self._file = open(self._partial, "wb", buffering=0)
+        if offset is None:
+            self._file = open(self._partial, "wb", buffering=0)
+        else:
+            self._file = open(self._partial, "r+b", buffering=0)
+            self._file.truncate(offset)
+            self._file.seek(offset)
 
     def write(self, data: bytes) -> None:
+        file = self._file
+        if file.closed:
+            raise OSError(0, "the entry's file is not open")
         view = memoryview(data)
         while view:
-            written = self._file.write(view)
+            written = file.write(view)
             view = view[written:]
+
+    def suspend(self) -> None:
+        self._file.close()
 
     def close(self) -> str:
         self._file.close()
@@ -89,7 +121,11 @@ class TempFileWriter:
 
 @implementer(IEntryStore)
 class TempFileStore:
-    """The default store: one directory per session under ``root``."""
+    """The default store: one directory per session under ``root``.
+
+    Layout (no guarantee beyond the records, docs/protocol.md §8): ``<root>/<session dir>/<entry id>.part`` while
+    streaming, ``<entry id>`` once complete, ``<entry id>.json`` its record, ``.owners/`` the servers' locks.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
@@ -103,6 +139,22 @@ class TempFileStore:
     def open(self, session_id: str, entry_id: int) -> TempFileWriter:
         return TempFileWriter(self._session_dir(session_id), entry_id)
 
+    def reopen(self, session_id: str, entry_id: int, offset: int) -> TempFileWriter:
+        return TempFileWriter(self.root / session_directory_name(session_id), entry_id, offset)
+
+    def partial_size(self, session_id: str, entry_id: int) -> int | None:
+        try:
+            return (self.root / session_directory_name(session_id) / f"{entry_id}.part").stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_partial(self, session_id: str, entry_id: int) -> BinaryIO:
+        return open(self.root / session_directory_name(session_id) / f"{entry_id}.part", "rb")
+
+    def complete_location(self, session_id: str, entry_id: int) -> str | None:
+        path = self.root / session_directory_name(session_id) / str(entry_id)
+        return str(path) if path.is_file() else None
+
     def adopt(self, session_id: str, entry_id: int, source_path: str) -> str:
         target = self._session_dir(session_id) / str(entry_id)
         shutil.move(source_path, target)
@@ -114,16 +166,16 @@ class TempFileStore:
             raise ValueError(f"{location} is not a file of this store")
         path.unlink(missing_ok=True)
 
-    def discard_session(self, session_id: str) -> None:
-        shutil.rmtree(self.root / session_directory_name(session_id), ignore_errors=True)
+    def delete_partial(self, session_id: str, entry_id: int) -> None:
+        (self.root / session_directory_name(session_id) / f"{entry_id}.part").unlink(missing_ok=True)
 
-    def sweep(self) -> int:
-        removed = 0
-        for child in self.root.iterdir():
-            if child.is_dir() and len(child.name) == 32 and all(c in "0123456789abcdef" for c in child.name):
-                shutil.rmtree(child, ignore_errors=True)
-                removed += 1
-        if removed:
-            log.info("Swept {count} orphaned upload session directories from {root}", count=removed,
-                     root=str(self.root))
-        return removed
+    def move_partial(self, from_session: str, to_session: str, entry_id: int) -> None:
+        source = self.root / session_directory_name(from_session) / f"{entry_id}.part"
+        os.replace(source, self._session_dir(to_session) / f"{entry_id}.part")
+
+    def discard_session(self, session_id: str) -> None:
+        # Only an empty directory goes: another server sharing the root may have just opened a file in it.
+        try:
+            (self.root / session_directory_name(session_id)).rmdir()
+        except OSError:
+            pass

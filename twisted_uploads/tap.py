@@ -13,6 +13,7 @@ from twisted.python import usage
 
 from . import DEFAULT_WS_PATH
 from .connection import ConnectionLimits
+from .registry import DEFAULT_MAX_SESSION_ENTRIES
 from .service import UploadServer, UploadService, default_upload_dir
 from .errors import ErrorCode, UploadError
 from .tokens import HMACTokenVerifier
@@ -29,7 +30,9 @@ class Options(usage.Options):
 
     optParameters = [
         ["ws-path", None, DEFAULT_WS_PATH, "URL path of the upload WebSocket."],
-        ["upload-dir", None, None, "Directory for uploaded files (default: a per-user temp directory)."],
+        ["upload-dir", None, None, "Directory for uploaded files and their records (default: "
+         "<tempdir>/twisted-uploads-<uid>/standalone; with --settings, the project's UPLOADS_DIR). Several servers "
+         "may share one: each recovers only what a dead server left."],
         ["secret", None, None, f"Token secret for standalone mode (default: ${SECRET_ENV})."],
         ["settings", None, None, "Django settings module: serve that project on the same port (Django mode)."],
         ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.", float],
@@ -43,6 +46,12 @@ class Options(usage.Options):
          float],
         ["complete-ttl", None, 3600.0, "Seconds a finished upload waits to be consumed.", float],
         ["max-session-bytes", None, 10 * 1024**3, "Bytes one upload session may declare in total.", int],
+        ["max-session-entries", None, DEFAULT_MAX_SESSION_ENTRIES,
+         "Entries one upload session may hold in any state (failed and cancelled ones count until they expire).",
+         int],
+        ["max-open-files", None, None,
+         "Upload files the server keeps open at once (default: half the file-descriptor limit, at most 4096); "
+         "beyond it new and resumed uploads get server_busy.", int],
     ]
 
     def __init__(self) -> None:
@@ -67,6 +76,8 @@ class Options(usage.Options):
                 raise usage.UsageError(f"standalone mode needs --secret or ${SECRET_ENV} to verify upload tokens")
             if len(self["secret"].encode("utf-8")) < 16:
                 raise usage.UsageError("the secret must be at least 16 bytes long")
+        if self["max-session-entries"] < 1 or (self["max-open-files"] is not None and self["max-open-files"] < 1):
+            raise usage.UsageError("--max-session-entries and --max-open-files must be at least 1")
         if self["resume-grace"] < 0 or self["complete-ttl"] <= 0 or self["max-session-bytes"] < 1:
             raise usage.UsageError("--resume-grace must be >= 0, --complete-ttl > 0 and --max-session-bytes >= 1 "
                                    "(a finished upload must live long enough to be consumed)")
@@ -82,7 +93,8 @@ def build_upload_server(options: Options, verifier) -> UploadServer:  # type: ig
     return UploadServer(options["upload-dir"] or default_upload_dir(), verifier,
                         allowed_origins=options["allowed-origins"], limits=options["limits"],
                         resume_grace=options["resume-grace"], complete_ttl=options["complete-ttl"],
-                        max_session_bytes=options["max-session-bytes"])
+                        max_session_bytes=options["max-session-bytes"],
+                        max_session_entries=options["max-session-entries"], max_open_files=options["max-open-files"])
 
 
 def no_verifier(token: str):  # type: ignore[no-untyped-def]

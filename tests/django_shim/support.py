@@ -68,6 +68,12 @@ class Browser:
     def __init__(self) -> None:
         self.client = Client(enforce_csrf_checks=True)
 
+    def twin(self) -> "Browser":
+        """A second tab of the same browser: same cookies (same Django session), its own connection."""
+        other = Browser()
+        other.client.cookies = self.client.cookies
+        return other
+
     def open(self, path: str) -> Page:
         response = self.client.get(path)
         assert response.status_code == 200, (response.status_code, response.content[:500])

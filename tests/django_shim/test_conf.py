@@ -17,8 +17,18 @@ class SettingsTests(unittest.TestCase):
         self.assertTrue(config.ws_url_is_default)
         self.assertEqual((config.token_ttl, config.bridge_timeout, config.resume_grace, config.complete_ttl),
                          (3600, 5.0, 300, 3600))
-        self.assertIn("twisted-uploads-", config.upload_dir.name)
+        self.assertIn("twisted-uploads-", config.upload_dir.parent.name)
         self.assertEqual(config.page_template, "demo/page.html")  # set by the test settings
+
+    @override_settings(UPLOADS_DIR=None)
+    def test_default_directory_is_the_projects_own(self):
+        # Two sites of one user used to share <tmp>/twisted-uploads-<uid>; each now has a folder of its own.
+        first = uploads_settings().upload_dir
+        with override_settings(BASE_DIR="/srv/another-site"):
+            second = uploads_settings().upload_dir
+        self.assertEqual(first.parent, second.parent)
+        self.assertNotEqual(first, second)
+        self.assertIn("tests.django_shim.settings", first.name)
 
     def test_the_secret_is_derived_from_secret_key_and_differs_from_it(self):
         from django.conf import settings

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from twisted.internet.defer import inlineCallbacks
 
+from ..support import stored_files
 from .files import png_bytes
 from .support import Browser, ShimServerTestCase, in_thread
 from .testapp.models import Attachment
@@ -42,7 +43,7 @@ class StorageTests(ShimServerTestCase):
             stored = Path(settings.MEDIA_ROOT, saved[name]["path"])
             self.assertEqual(stored.read_bytes(), content)
             self.assertEqual(saved[name]["sha256"], hashlib.sha256(content).hexdigest())
-        self.assertEqual([p for p in self.upload_dir.rglob("*") if p.is_file()], [])
+        self.assertEqual(stored_files(self.upload_dir), [])
 
     @inlineCallbacks
     def test_entry_file_goes_into_a_model_filefield_unchanged(self):

@@ -21,6 +21,8 @@ from twisted_uploads.service import UploadServer
 from twisted_uploads.slots import SlotConfig
 from twisted_uploads.tokens import HMACTokenVerifier, make_token
 
+from ..support import stored_files
+
 SECRET = "test-secret-0123456789"
 
 
@@ -49,9 +51,9 @@ class ServerTestCase(unittest.TestCase):
         path.write_bytes(content if content is not None else os.urandom(size))
         return path
 
-    def stored_files(self) -> list[Path]:
-        """Every file under the upload directory (session directories included)."""
-        return [p for p in self.upload_dir.rglob("*") if p.is_file()]
+    def stored_files(self, records: bool = True) -> list[Path]:
+        """Every file the uploads left under the upload directory: bytes and (unless ``records=False``) records."""
+        return stored_files(self.upload_dir, records=records)
 
     @inlineCallbacks
     def raw_client(self, token: str | None = None, origin: str | None = None) -> Any:

@@ -1,10 +1,17 @@
 """Views exercising the parts of the API the seed's examples do not: get_uploads, cancel_upload, FileField."""
 
+import threading
+
 from django.core.files.storage import default_storage
+from django.db import transaction
 
 from django_shim import LiveView, UploadMixin, event_handler
 
 from .models import Attachment
+
+#: Tests put two Events here to hold a consuming request inside its loop body: ``inside`` is set when the body
+#: starts, and the body waits for ``proceed`` (so a second request can race it).
+CONSUME_GATE: dict[str, threading.Event] = {}
 
 
 class FilesView(UploadMixin, LiveView):
@@ -32,6 +39,23 @@ class FilesView(UploadMixin, LiveView):
             path = default_storage.save(f"saved/{entry.client_name}", entry.file)
             self.saved.append({"name": entry.client_name, "path": path, "sha256": entry.sha256,
                                "size": entry.client_size, "in_memory": not hasattr(entry.file, "temporary_file_path")})
+
+    @event_handler()
+    def save_when_let_go(self, **kwargs):
+        for entry in self.consume_uploaded_entries("files"):
+            CONSUME_GATE["inside"].set()
+            CONSUME_GATE["proceed"].wait(10)
+            path = default_storage.save(f"saved/{entry.client_name}", entry.file)
+            self.saved.append({"name": entry.client_name, "path": path})
+
+    @event_handler()
+    def attach_then_roll_back(self, **kwargs):
+        with transaction.atomic():
+            for entry in self.consume_uploaded_entries("files"):
+                attachment = Attachment(title=entry.client_name)
+                attachment.document = entry.file
+                attachment.save()
+            transaction.set_rollback(True)
 
     @event_handler()
     def attach(self, title="", **kwargs):
