@@ -283,7 +283,8 @@
       this.resumeCount = 0;
       this.reannounceCount = 0;
       this.previewUrl = null;
-      this.fingerprint = null;       // a promise of {name, size, lastModified, head_sha256}
+      this.fingerprint = null;       // a promise of fingerprintOf(file)
+      this.expectedFingerprint = row ? row.fingerprint || null : null;  // what the server listed for it
       this.probed = false;           // delivered: the server was asked whether the handler kept it
     }
 
@@ -339,15 +340,18 @@
     return path && path !== file.name ? path : null;
   }
 
-  /** What identifies a file across page loads without reading it all: name, size, mtime, SHA-256 of 64 KiB. */
+  /**
+   * What identifies a file across page loads without reading it all: "v1:<size>:<lastModified>:<SHA-256 of the
+   * first 64 KiB>" (the name travels beside it in `announce`). The server stores it as an opaque string of at
+   * most 200 characters and lists it with the entry, so a page can tell the same file from another one of the
+   * same name and size. Null where WebCrypto is missing (an insecure origin).
+   */
   async function fingerprintOf(file) {
+    if (!global.crypto || !global.crypto.subtle) return null;
     const head = await file.slice(0, 65536).arrayBuffer();
-    let digest = null;
-    if (global.crypto && global.crypto.subtle) {
-      const bytes = new Uint8Array(await global.crypto.subtle.digest("SHA-256", head));
-      digest = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    }
-    return { name: file.name, size: file.size, lastModified: file.lastModified, head_sha256: digest };
+    const bytes = new Uint8Array(await global.crypto.subtle.digest("SHA-256", head));
+    const digest = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `v1:${file.size}:${file.lastModified}:${digest}`;
   }
 
   // ================================================================================================ 5. Flow
@@ -766,7 +770,7 @@
         inFlight += 1;
         if (entry.entryId !== null) {
           this.view.setStatus(entry, RESUMING);
-          this.connection.send({ type: "resume", entry: entry.entryId });
+          this.resume(entry);
         } else {
           this.view.setStatus(entry, ANNOUNCING);
           this.announce(entry);
@@ -775,6 +779,29 @@
       for (const entry of entries) {
         if (entry.status === UPLOADING) this.stream(entry);
       }
+    }
+
+    /** Resume from the server's offset — once the file chosen for an interrupted entry proved to be its file. */
+    async resume(entry) {
+      const ws = this.connection.socket();
+      if (entry.expectedFingerprint) {
+        let mine = null;
+        try {
+          mine = entry.fingerprint ? await entry.fingerprint : null;
+        } catch (error) {
+          mine = null;
+        }
+        if (entry.status !== RESUMING || !this.connection.live(ws)) return;
+        if (mine !== entry.expectedFingerprint) {
+          // Same name and size, other content (or unknown): never continue someone else's bytes with it.
+          this.awaiting.delete(entry.ref);
+          this.view.notItsFile(entry);
+          this.pump();
+          return;
+        }
+        entry.expectedFingerprint = null;
+      }
+      this.connection.send({ type: "resume", entry: entry.entryId });
     }
 
     async announce(entry) {
@@ -900,8 +927,10 @@
         const ghost = this.entries.find((e) => e.status === INTERRUPTED && e.slotName === slotName &&
           e.serverName === file.name && e.serverSize === file.size);
         if (ghost) {
+          // Its fingerprint is compared before the resume is sent (Transfers.resume).
           ghost.file = file;
           ghost.origin = origin;
+          ghost.fingerprint = fingerprintOf(file);
           ghost.status = slot.auto_upload === false ? PENDING : QUEUED;
           added.push(ghost);
         } else {
@@ -931,6 +960,20 @@
       return added;
     }
 
+    /** The file chosen for an interrupted entry is another file: it becomes a new upload, the entry waits on. */
+    notItsFile(ghost) {
+      const file = ghost.file;
+      const entry = new Entry(this, ghost.slotName, file, ghost.origin, null);
+      entry.fingerprint = ghost.fingerprint;
+      entry.status = QUEUED;
+      ghost.file = null;
+      ghost.origin = null;
+      ghost.fingerprint = null;
+      ghost.status = INTERRUPTED;
+      this.entries.push(entry);
+      this.changed(ghost);
+    }
+
     reject(file, slotName, origin, code, text) {
       const error = text || message(code);
       Announcer.say(`${file.name}: ${error}`, true);
@@ -949,6 +992,7 @@
     /** Take the server's word on an entry that this page cannot send (handed over, moved or never chosen here). */
     adoptRow(entry, row) {
       if (row.entry !== undefined) entry.entryId = row.entry;
+      if (row.fingerprint) entry.expectedFingerprint = row.fingerprint;
       if (row.status === COMPLETE) {
         entry.status = COMPLETE;
         entry.ackedOffset = entry.sentOffset = entry.size;
