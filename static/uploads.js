@@ -284,6 +284,7 @@
       this.reannounceCount = 0;
       this.previewUrl = null;
       this.fingerprint = null;       // a promise of fingerprintOf(file)
+      this.adopting = false;         // `adopt` sent for an earlier page's entry, no answer yet
       this.expectedFingerprint = row ? row.fingerprint || null : null;  // what the server listed for it
       this.probed = false;           // delivered: the server was asked whether the handler kept it
     }
@@ -554,6 +555,7 @@
       this.maxParallel = DEFAULT_MAX_PARALLEL;
       this.serverSlots = {};
       this.awaiting = new Map();     // ref -> entry whose announce/resume is unanswered
+      this.adoptable = [];           // welcome's paused entries of earlier pages of this view (a reload)
       this.retryTimer = null;
       this.link = { socket: () => this.connection.socket(), live: (ws) => this.connection.live(ws) };
     }
@@ -593,6 +595,7 @@
     welcome(msg) {
       this.maxParallel = msg.max_parallel || DEFAULT_MAX_PARALLEL;
       this.serverSlots = msg.slots || {};
+      this.adoptable = Array.isArray(msg.adoptable) ? msg.adoptable.slice() : [];
       const listed = new Map((msg.entries || []).map((row) => [row.ref, row]));
       for (const entry of this.view.entries.slice()) {
         const row = listed.get(entry.ref);
@@ -643,7 +646,8 @@
         return;
       }
       if (entry.status === DELIVERED) return; // a probe's answer is `complete` or an error, never this
-      const resumed = entry.status === RESUMING;
+      const resumed = entry.status === RESUMING || entry.adopting;
+      entry.adopting = false;
       const slot = this.serverSlots[entry.slotName] || view.slot(entry.slotName) || {};
       entry.entryId = msg.entry;
       entry.chunkSize = msg.chunk_size || slot.chunk_size || 65536;
@@ -661,7 +665,12 @@
       if (!entry) return;
       if (entry.status === CANCELLED) {
         this.view.forget(entry);
+      } else if (entry.adopting && msg.code !== "server_busy") {
+        // The earlier page's entry is gone (grace over, taken by another tab): upload the file from the start.
+        entry.adopting = false;
+        this.view.setStatus(entry, QUEUED);
       } else if (msg.code === "server_busy") {
+        entry.adopting = false;
         this.view.setStatus(entry, QUEUED);
         this.retryLater();
       } else {
@@ -804,6 +813,14 @@
       this.connection.send({ type: "resume", entry: entry.entryId });
     }
 
+    /** An entry of an earlier page that `welcome` offered (`adoptable`) with this file's fingerprint, taken. */
+    takeAdoptable(entry, fingerprint) {
+      if (!fingerprint) return null;
+      const index = this.adoptable.findIndex((row) => row.slot === entry.slotName && row.size === entry.size &&
+        row.fingerprint === fingerprint);
+      return index < 0 ? null : this.adoptable.splice(index, 1)[0];
+    }
+
     async announce(entry) {
       const ws = this.connection.socket();
       let fingerprint = null;
@@ -815,8 +832,15 @@
       if (entry.status !== ANNOUNCING || !this.connection.live(ws)) return;
       const payload = { type: "announce", ref: entry.ref, slot: entry.slotName, name: entry.name,
                         mime: entry.type || "", size: entry.size };
-      if (entry.relativePath) payload.path = entry.relativePath;
+      if (entry.relativePath) payload.relative_path = entry.relativePath;
       if (fingerprint) payload.fingerprint = fingerprint;
+      const earlier = this.takeAdoptable(entry, fingerprint);
+      if (earlier) {
+        // The same file was being uploaded by an earlier page of this view (a reload): continue its entry.
+        entry.adopting = true;
+        this.connection.send({ type: "adopt", entry: earlier.entry, ref: entry.ref });
+        return;
+      }
       this.connection.send(payload);
     }
 

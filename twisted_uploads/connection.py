@@ -200,7 +200,7 @@ class UploadConnection:
                 raise UploadError(ErrorCode.SERVER_BUSY,
                                   f"at most {self.limits.max_parallel} uploads at once per connection")
             entry = self.registry.announce(session, self, ref, message["slot"], message["name"], message["mime"],
-                                           message["size"], relative_path=message.get("path"),
+                                           message["size"], relative_path=message.get("relative_path"),
                                            fingerprint=message.get("fingerprint"))
         except UploadError as error:
             self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)

@@ -40,7 +40,7 @@ class FingerprintTests(BrowserTestCase):
         # The server keeps it with the entry and lists it (welcome, get_uploads).
         [entry] = self.server_state(page)["entries"]
         self.assertEqual(entry["fingerprint"], announce["fingerprint"])
-        self.assertNotIn("path", announce)  # a file that did not come from a folder
+        self.assertNotIn("relative_path", announce)  # a file that did not come from a folder
 
     def test_a_small_file_is_fingerprinted_whole(self) -> None:
         page = self.open_page(FILES)
