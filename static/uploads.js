@@ -283,7 +283,9 @@
       this.resumeCount = 0;
       this.reannounceCount = 0;
       this.previewUrl = null;
-      this.fingerprint = null;       // a promise of {name, size, lastModified, head_sha256}
+      this.fingerprint = null;       // a promise of fingerprintOf(file)
+      this.adopting = false;         // `adopt` sent for an earlier page's entry, no answer yet
+      this.expectedFingerprint = row ? row.fingerprint || null : null;  // what the server listed for it
       this.probed = false;           // delivered: the server was asked whether the handler kept it
     }
 
@@ -339,15 +341,18 @@
     return path && path !== file.name ? path : null;
   }
 
-  /** What identifies a file across page loads without reading it all: name, size, mtime, SHA-256 of 64 KiB. */
+  /**
+   * What identifies a file across page loads without reading it all: "v1:<size>:<lastModified>:<SHA-256 of the
+   * first 64 KiB>" (the name travels beside it in `announce`). The server stores it as an opaque string of at
+   * most 200 characters and lists it with the entry, so a page can tell the same file from another one of the
+   * same name and size. Null where WebCrypto is missing (an insecure origin).
+   */
   async function fingerprintOf(file) {
+    if (!global.crypto || !global.crypto.subtle) return null;
     const head = await file.slice(0, 65536).arrayBuffer();
-    let digest = null;
-    if (global.crypto && global.crypto.subtle) {
-      const bytes = new Uint8Array(await global.crypto.subtle.digest("SHA-256", head));
-      digest = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    }
-    return { name: file.name, size: file.size, lastModified: file.lastModified, head_sha256: digest };
+    const bytes = new Uint8Array(await global.crypto.subtle.digest("SHA-256", head));
+    const digest = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `v1:${file.size}:${file.lastModified}:${digest}`;
   }
 
   // ================================================================================================ 5. Flow
@@ -550,6 +555,7 @@
       this.maxParallel = DEFAULT_MAX_PARALLEL;
       this.serverSlots = {};
       this.awaiting = new Map();     // ref -> entry whose announce/resume is unanswered
+      this.adoptable = [];           // welcome's paused entries of earlier pages of this view (a reload)
       this.retryTimer = null;
       this.link = { socket: () => this.connection.socket(), live: (ws) => this.connection.live(ws) };
     }
@@ -589,6 +595,7 @@
     welcome(msg) {
       this.maxParallel = msg.max_parallel || DEFAULT_MAX_PARALLEL;
       this.serverSlots = msg.slots || {};
+      this.adoptable = Array.isArray(msg.adoptable) ? msg.adoptable.slice() : [];
       const listed = new Map((msg.entries || []).map((row) => [row.ref, row]));
       for (const entry of this.view.entries.slice()) {
         const row = listed.get(entry.ref);
@@ -639,7 +646,8 @@
         return;
       }
       if (entry.status === DELIVERED) return; // a probe's answer is `complete` or an error, never this
-      const resumed = entry.status === RESUMING;
+      const resumed = entry.status === RESUMING || entry.adopting;
+      entry.adopting = false;
       const slot = this.serverSlots[entry.slotName] || view.slot(entry.slotName) || {};
       entry.entryId = msg.entry;
       entry.chunkSize = msg.chunk_size || slot.chunk_size || 65536;
@@ -657,7 +665,12 @@
       if (!entry) return;
       if (entry.status === CANCELLED) {
         this.view.forget(entry);
+      } else if (entry.adopting && msg.code !== "server_busy") {
+        // The earlier page's entry is gone (grace over, taken by another tab): upload the file from the start.
+        entry.adopting = false;
+        this.view.setStatus(entry, QUEUED);
       } else if (msg.code === "server_busy") {
+        entry.adopting = false;
         this.view.setStatus(entry, QUEUED);
         this.retryLater();
       } else {
@@ -766,7 +779,7 @@
         inFlight += 1;
         if (entry.entryId !== null) {
           this.view.setStatus(entry, RESUMING);
-          this.connection.send({ type: "resume", entry: entry.entryId });
+          this.resume(entry);
         } else {
           this.view.setStatus(entry, ANNOUNCING);
           this.announce(entry);
@@ -775,6 +788,37 @@
       for (const entry of entries) {
         if (entry.status === UPLOADING) this.stream(entry);
       }
+    }
+
+    /** Resume from the server's offset — once the file chosen for an interrupted entry proved to be its file. */
+    async resume(entry) {
+      const ws = this.connection.socket();
+      if (entry.expectedFingerprint) {
+        let mine = null;
+        try {
+          mine = entry.fingerprint ? await entry.fingerprint : null;
+        } catch (error) {
+          mine = null;
+        }
+        if (entry.status !== RESUMING || !this.connection.live(ws)) return;
+        if (mine !== entry.expectedFingerprint) {
+          // Same name and size, other content (or unknown): never continue someone else's bytes with it.
+          this.awaiting.delete(entry.ref);
+          this.view.notItsFile(entry);
+          this.pump();
+          return;
+        }
+        entry.expectedFingerprint = null;
+      }
+      this.connection.send({ type: "resume", entry: entry.entryId });
+    }
+
+    /** An entry of an earlier page that `welcome` offered (`adoptable`) with this file's fingerprint, taken. */
+    takeAdoptable(entry, fingerprint) {
+      if (!fingerprint) return null;
+      const index = this.adoptable.findIndex((row) => row.slot === entry.slotName && row.size === entry.size &&
+        row.fingerprint === fingerprint);
+      return index < 0 ? null : this.adoptable.splice(index, 1)[0];
     }
 
     async announce(entry) {
@@ -790,6 +834,13 @@
                         mime: entry.type || "", size: entry.size };
       if (entry.relativePath) payload.relative_path = entry.relativePath;
       if (fingerprint) payload.fingerprint = fingerprint;
+      const earlier = this.takeAdoptable(entry, fingerprint);
+      if (earlier) {
+        // The same file was being uploaded by an earlier page of this view (a reload): continue its entry.
+        entry.adopting = true;
+        this.connection.send({ type: "adopt", entry: earlier.entry, ref: entry.ref });
+        return;
+      }
       this.connection.send(payload);
     }
 
@@ -900,8 +951,10 @@
         const ghost = this.entries.find((e) => e.status === INTERRUPTED && e.slotName === slotName &&
           e.serverName === file.name && e.serverSize === file.size);
         if (ghost) {
+          // Its fingerprint is compared before the resume is sent (Transfers.resume).
           ghost.file = file;
           ghost.origin = origin;
+          ghost.fingerprint = fingerprintOf(file);
           ghost.status = slot.auto_upload === false ? PENDING : QUEUED;
           added.push(ghost);
         } else {
@@ -931,6 +984,20 @@
       return added;
     }
 
+    /** The file chosen for an interrupted entry is another file: it becomes a new upload, the entry waits on. */
+    notItsFile(ghost) {
+      const file = ghost.file;
+      const entry = new Entry(this, ghost.slotName, file, ghost.origin, null);
+      entry.fingerprint = ghost.fingerprint;
+      entry.status = QUEUED;
+      ghost.file = null;
+      ghost.origin = null;
+      ghost.fingerprint = null;
+      ghost.status = INTERRUPTED;
+      this.entries.push(entry);
+      this.changed(ghost);
+    }
+
     reject(file, slotName, origin, code, text) {
       const error = text || message(code);
       Announcer.say(`${file.name}: ${error}`, true);
@@ -949,6 +1016,7 @@
     /** Take the server's word on an entry that this page cannot send (handed over, moved or never chosen here). */
     adoptRow(entry, row) {
       if (row.entry !== undefined) entry.entryId = row.entry;
+      if (row.fingerprint) entry.expectedFingerprint = row.fingerprint;
       if (row.status === COMPLETE) {
         entry.status = COMPLETE;
         entry.ackedOffset = entry.sentOffset = entry.size;

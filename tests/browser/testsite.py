@@ -151,7 +151,7 @@ class State(Resource):
             return b"{}"
         entries = [{"entry": i.entry_id, "ref": i.ref, "slot": i.slot, "name": i.client_name, "size": i.client_size,
                     "received": i.received, "status": i.status.value, "error": i.error, "sha256": i.sha256,
-                    "relative_path": i.relative_path}
+                    "relative_path": i.relative_path, "fingerprint": i.fingerprint}
                    for i in self.upload_server.registry.list_entries(view.session)]
         return json.dumps({"entries": entries, "saved": view.saved, "errors": view.errors}).encode()
 
