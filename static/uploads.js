@@ -684,6 +684,8 @@
       if (!entry || entry.status !== UPLOADING) return;
       if (msg.offset > entry.ackedOffset) entry.ackedOffset = msg.offset;
       if (entry.sentOffset < entry.ackedOffset) entry.sentOffset = entry.ackedOffset;
+      // The server adapts the window to the link (protocol §5): follow the one this ack announces.
+      if (Number.isInteger(msg.window) && msg.window > 0) entry.window = msg.window;
       this.view.changed(entry, true);
       this.stream(entry);
     }
