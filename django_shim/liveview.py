@@ -219,11 +219,22 @@ class LiveView(View):
     def _root_element(self, inner: str) -> str:
         if not self._dj_upload_slots:
             return format_html('<div data-dj-view="{}">', self._dj_view_id) + inner + "</div>"
-        config = {"url": websocket_url(self.request), "token": self._mint_token(),
-                  "slots": {name: slot.to_dict() for name, slot in self._dj_upload_slots.items()}}
+        config = self.upload_config()
         return (format_html('<div data-dj-view="{}" data-dj-uploads="{}">', self._dj_view_id,
                             json.dumps(config, separators=(",", ":")))
                 + inner + "</div>")
+
+    def upload_config(self) -> dict[str, Any]:
+        """The browser client's config (``data-dj-uploads``): socket URL, a fresh token, the slots.
+
+        ``resumable`` says earlier pages of this view in this Django session may hold interrupted uploads, so
+        the client connects at once to show them (resume after a reload, docs/browser.md).
+        """
+        config: dict[str, Any] = {"url": websocket_url(self.request), "token": self._mint_token(),
+                                  "slots": {name: slot.to_dict() for name, slot in self._dj_upload_slots.items()}}
+        if self._earlier_upload_sessions():
+            config["resumable"] = True
+        return config
 
     def _mint_token(self) -> str:
         session = self.request.session
@@ -231,10 +242,12 @@ class LiveView(View):
             # The token is bound to the session key, which a brand-new session only gets when first saved.
             session.save()
         config = uploads_settings()
-        earlier = self._state_store().earlier_upload_sessions(self._class_path(), self._dj_view_id,
-                                                              MAX_ADOPT_SESSIONS)
         return mint_token(config.secret, self._dj_upload_session, self._dj_upload_slots, config.token_ttl,
-                          session.session_key or "", adopt=earlier)
+                          session.session_key or "", adopt=self._earlier_upload_sessions())
+
+    def _earlier_upload_sessions(self) -> list[str]:
+        """Upload sessions of this view's earlier pages in this Django session (resume after a reload)."""
+        return self._state_store().earlier_upload_sessions(self._class_path(), self._dj_view_id, MAX_ADOPT_SESSIONS)
 
     # -- state -------------------------------------------------------------------------------------------------------
     def _state_store(self) -> ViewStateStore:

@@ -1057,6 +1057,20 @@ class AdoptTests(TestCase):
         self.assertEqual((answer["type"], answer["code"]), ("rejected", "unknown_entry"))
         self.assertEqual(self.server.registry.list_entries("old-page")[0].status.value, "paused")
 
+    def test_discarding_an_offered_entry_deletes_it_and_answers_cancelled(self) -> None:
+        new = self.server.client("new-page", adopt=("old-page",))
+        new.send("discard", entry=self.entry_id)
+        [answer] = new.transport.take()
+        self.assertEqual((answer["type"], answer["entry"], answer["ref"]), ("cancelled", self.entry_id, "f1"))
+        self.assertEqual(self.server.registry.list_entries("old-page"), [])
+
+    def test_an_entry_the_token_does_not_offer_cannot_be_discarded(self) -> None:
+        stranger = self.server.client("someone-else")
+        stranger.send("discard", entry=self.entry_id)
+        [answer] = stranger.transport.take()
+        self.assertEqual((answer["type"], answer["code"]), ("error", "unknown_entry"))
+        self.assertEqual(len(self.server.registry.list_entries("old-page")), 1)
+
 
 class AdaptiveWindowTests(TestCase):
     """With the default limits each entry's window adapts (flow.py) and every ack announces it."""

@@ -27,6 +27,7 @@ CLIENT_MESSAGES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "cancel": {"entry": int},
     "resume": {"entry": int},
     "adopt": {"entry": int, "ref": str},
+    "discard": {"entry": int},
 }
 #: Fields a client message may carry; when present they must have this type.
 CLIENT_OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {

@@ -260,6 +260,23 @@ class UploadConnection:
             return
         self._send_accepted(entry)
 
+    def _on_discard(self, message: dict[str, Any]) -> None:
+        """The user discarded an earlier page's interrupted upload instead of choosing the file again."""
+        entry_id = message["entry"]
+        source = next((sid for sid in self._adopt_from if entry_id in self.registry.entry_ids(sid)), None)
+        offered = source is not None and any(
+            info.entry_id == entry_id for info in self.registry.adoptable([source], self._session()))
+        if not offered:
+            self._send("error", entry=entry_id, code=ErrorCode.UNKNOWN_ENTRY.value,
+                       message=f"no interrupted upload {entry_id} to discard")
+            return
+        info = self.registry.cancel(source, entry_id)
+        self._send("cancelled", entry=entry_id, ref=info.ref)
+
+    def _session(self) -> UploadSession:
+        assert self.session is not None
+        return self.session
+
     def _on_resume(self, message: dict[str, Any]) -> None:
         session = self.session
         assert session is not None

@@ -32,8 +32,4 @@ def uploads_config(context: dict[str, Any]) -> str:
     slots = getattr(view, "_dj_upload_slots", None)
     if view is None or not slots:
         return ""
-    from ..page import websocket_url
-
-    config = {"url": websocket_url(view.request), "token": view._mint_token(),
-              "slots": {name: slot.to_dict() for name, slot in slots.items()}}
-    return json.dumps(config, separators=(",", ":"))
+    return json.dumps(view.upload_config(), separators=(",", ":"))

@@ -172,3 +172,10 @@ class ReloadAdoptionTests(unittest.TestCase):
         browser.open("/docs/")
         _, adopt = self.grant(browser.open("/files/"))
         self.assertEqual(adopt, ())
+
+    @django_thread
+    def test_only_a_page_with_earlier_pages_asks_the_client_to_connect_at_once(self):
+        browser = Browser()
+        first = browser.open("/files/")
+        second = browser.open("/files/")
+        self.assertEqual((first.uploads.get("resumable"), second.uploads.get("resumable")), (None, True))
