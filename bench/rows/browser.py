@@ -79,18 +79,21 @@ def run_chromium(b):
     sink_dir = os.path.join(b.out, "browser-sink")
     port = free_port()
     with Server("bare-autobahn-sink", [b.py, os.path.join(PEERS, "bare_autobahn_sink.py"), str(port),
-                                       os.path.join(sink_dir, "ws.bin"), str(CHUNK)],
+                                       os.path.join(sink_dir, "ws.bin"), str(max(OURS_CHUNKS))],
                 b.out, ready_line="listening") as srv:
-        def bare():
-            empty_dir(sink_dir)
-            probe = RSSProbe(srv.proc.pid)
-            res = browser(b, chrome, "ws", f"ws://127.0.0.1:{port}/", page_port)
-            ok = res["status"] == "complete"
-            return result(res, ok, ok and verify_stored(sink_dir, b.size, b.sha), probe)
+        # The bare loop at each of our chunk sizes, so each of our rows has its like-for-like baseline.
+        for chunk in OURS_CHUNKS:
+            def bare(chunk=chunk):
+                empty_dir(sink_dir)
+                probe = RSSProbe(srv.proc.pid)
+                res = browser(b, chrome, "ws", f"ws://127.0.0.1:{port}/", page_port, chunk=chunk)
+                ok = res["status"] == "complete"
+                return result(res, ok, ok and verify_stored(sink_dir, b.size, b.sha), probe)
 
-        b.guarded("chromium bare websocket loop", "chromium", lambda: b.sampled(
-            "chromium bare websocket loop (64 KiB messages) -> autobahn sink", "chromium", b.a.runs, bare,
-            chunk=CHUNK, client="Chromium WebSocket.send loop", browser="bare-ws"))
+            label = f"{chunk // KiB} KiB" if chunk < 1024 * KiB else f"{chunk // (1024 * KiB)} MiB"
+            b.guarded("chromium bare websocket loop", "chromium", lambda bare=bare, label=label, chunk=chunk: b.sampled(
+                f"chromium bare websocket loop ({label} messages) -> autobahn sink", "chromium", b.a.runs, bare,
+                chunk=chunk, client="Chromium WebSocket.send loop", browser="bare-ws"))
 
     def fetch():
         empty_dir(sink_dir)

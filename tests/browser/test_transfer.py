@@ -43,6 +43,28 @@ class ResumeTests(BrowserTestCase):
         self.assertEqual(sha256_file(saved["path"]), sha256_file(source))
 
 
+class BlobFrameTests(ResumeTests):
+    """From 256 KiB chunks the client sends Blob frames (header + file slice) the browser reads itself."""
+
+    def upload_through_cutting_proxy(self, size: int, cut_after: int):  # type: ignore[no-untyped-def]
+        proxy = CuttingProxy(self.site.port, cut_websocket_after=cut_after)
+        self.addCleanup(proxy.close)
+        slots = {"files": {**BIG["files"], "chunk_size": MiB}}
+        page = self.open_page(slots, base_url=f"http://127.0.0.1:{proxy.port}")
+        source = self.make_big_file("big.bin", size)
+        self.choose(page, "files", [source])
+        [entry] = self.wait_all_complete(page, 1)
+        return proxy, page, source, entry
+
+    def test_a_dropped_connection_resumes_where_the_server_stopped(self) -> None:
+        size = 24 * MiB
+        proxy, page, source, entry = self.upload_through_cutting_proxy(size, cut_after=8 * MiB)
+        self.assertEqual((proxy.cuts, entry["resumeCount"], entry["sha256"]), (1, 1, sha256_file(source)))
+        [held] = self.server_state(page)["entries"]
+        self.assertEqual((held["status"], held["sha256"]), ("complete", sha256_file(source)))
+        self.assertEqual(self.events(page, "djust:upload:error"), [])
+
+
 class ResumeAfterGraceTests(BrowserTestCase):
     """With resume_grace 0 the server forgets the paused entry: the client sends the file again from the start."""
 
