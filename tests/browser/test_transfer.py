@@ -11,10 +11,12 @@ BIG = {"files": {"max_entries": 2, "max_file_size": 1024 * MiB}}
 class ResumeTests(BrowserTestCase):
     """Kill the WebSocket mid-upload from the server side: the browser reconnects, resumes and completes."""
 
+    slots = BIG
+
     def upload_through_cutting_proxy(self, size: int, cut_after: int):  # type: ignore[no-untyped-def]
         proxy = CuttingProxy(self.site.port, cut_websocket_after=cut_after)
         self.addCleanup(proxy.close)
-        page = self.open_page(BIG, base_url=f"http://127.0.0.1:{proxy.port}")
+        page = self.open_page(self.slots, base_url=f"http://127.0.0.1:{proxy.port}")
         source = self.make_big_file("big.bin", size)
         self.choose(page, "files", [source])
         [entry] = self.wait_all_complete(page, 1)
@@ -46,15 +48,7 @@ class ResumeTests(BrowserTestCase):
 class BlobFrameTests(ResumeTests):
     """From 256 KiB chunks the client sends Blob frames (header + file slice) the browser reads itself."""
 
-    def upload_through_cutting_proxy(self, size: int, cut_after: int):  # type: ignore[no-untyped-def]
-        proxy = CuttingProxy(self.site.port, cut_websocket_after=cut_after)
-        self.addCleanup(proxy.close)
-        slots = {"files": {**BIG["files"], "chunk_size": MiB}}
-        page = self.open_page(slots, base_url=f"http://127.0.0.1:{proxy.port}")
-        source = self.make_big_file("big.bin", size)
-        self.choose(page, "files", [source])
-        [entry] = self.wait_all_complete(page, 1)
-        return proxy, page, source, entry
+    slots = {"files": {**BIG["files"], "chunk_size": MiB}}
 
     def test_a_dropped_connection_resumes_where_the_server_stopped(self) -> None:
         size = 24 * MiB
