@@ -41,6 +41,8 @@ DEFAULT_MAX_SESSION_ENTRIES = 100
 CANCELLED_TTL = 60.0
 #: Seconds a consuming request may hold its claim; the request's end releases it sooner (django_shim).
 DEFAULT_CLAIM_TTL = 600.0
+#: Seconds the server-wide count of streaming entries is reused for window shares (see uploading_count).
+UPLOADING_COUNT_MAX_AGE = 0.1
 #: Paused entries of earlier pages a new page is offered at most (resume after a reload).
 MAX_ADOPTABLE = 20
 #: Bytes of JSON a client's file fingerprint may take (bigger ones are not kept).
@@ -107,6 +109,8 @@ class UploadRegistry:
         self.records: IEntryRecords = records
         self.sessions: dict[str, UploadSession] = {}
         self.open_files = 0
+        self._uploading_count: int | None = None
+        self._uploading_counted_at = 0.0
         self._used_ids: set[int] = set()
         self._expiry: dict[int, IDelayedCall] = {}
         self._timeouts: dict[int, IDelayedCall] = {}
@@ -313,6 +317,7 @@ class UploadRegistry:
         if not entry.status.finished:
             resumed = entry.status is EntryStatus.PAUSED
             entry.status = EntryStatus.UPLOADING
+            self._uploading_count = None
             entry.deadline = None
             self._cancel_expiry(entry)
             entry.last_activity = self.clock.seconds()
@@ -368,9 +373,19 @@ class UploadRegistry:
             self.store.delete_partial(session.session_id, entry.entry_id)
 
     def uploading_count(self) -> int:
-        """Entries being streamed right now, on every session (sizes flow-control windows)."""
-        return sum(1 for session in self.sessions.values() for entry in session.entries.values()
-                   if entry.status is EntryStatus.UPLOADING)
+        """Entries being streamed right now, on every session (sizes flow-control windows).
+
+        Asked at every ack, so the count is kept for :data:`UPLOADING_COUNT_MAX_AGE` seconds: an entry that starts
+        streaming drops it at once (shares shrink immediately), one that stops lets it age out (shares grow back
+        within that time) — instead of a walk over every entry of the server per ack.
+        """
+        now = self.clock.seconds()
+        if self._uploading_count is None or now - self._uploading_counted_at >= UPLOADING_COUNT_MAX_AGE:
+            self._uploading_count = sum(1 for session in self.sessions.values()
+                                        for entry in session.entries.values()
+                                        if entry.status is EntryStatus.UPLOADING)
+            self._uploading_counted_at = now
+        return self._uploading_count
 
     # -- resume after a reload ----------------------------------------------------------------------------------
 
