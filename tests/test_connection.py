@@ -1057,6 +1057,25 @@ class AdoptTests(TestCase):
         self.assertEqual((answer["type"], answer["code"]), ("rejected", "unknown_entry"))
         self.assertEqual(self.server.registry.list_entries("old-page")[0].status.value, "paused")
 
+    def test_a_reload_that_outruns_the_old_pages_socket_still_continues_the_upload(self) -> None:
+        # The old page is still streaming when the new one authenticates: the entry is offered and taken over.
+        old = self.server.client("old-page-2")
+        old.send("announce", ref="f1", slot="files", name="holiday.txt", mime="text/plain", size=5000)
+        entry_id = old.transport.take()[0]["entry"]
+        old.stream(entry_id, self.data[:3072])
+        old.transport.take()
+        new = self.server.client("new-page", adopt=("old-page-2",))
+        self.assertEqual([o["entry"] for o in new.welcome["adoptable"]], [entry_id])
+        new.send("adopt", entry=entry_id, ref="again")
+        [accepted] = new.transport.take()
+        self.assertEqual((accepted["type"], accepted["offset"]), ("accepted", 3072))
+        self.assertEqual([m["type"] for m in old.transport.take()], ["moved"])
+        old.stream(entry_id, self.data[3072:4096], start=0)  # in flight from the old page: dropped silently
+        self.assertEqual(old.transport.take(), [])
+        new.stream(entry_id, self.data, start=3072)
+        complete = [m for m in new.transport.take() if m["type"] == "complete"]
+        self.assertEqual(complete[0]["sha256"], sha256(self.data))
+
     def test_discarding_an_offered_entry_deletes_it_and_answers_cancelled(self) -> None:
         new = self.server.client("new-page", adopt=("old-page",))
         new.send("discard", entry=self.entry_id)

@@ -99,6 +99,9 @@ class UploadConnection:
         self._acks: dict[int, tuple[int, int]] = {}
         #: Per entry streamed here, its adaptive window (none when the limits fix the window).
         self._flows: dict[int, WindowController] = {}
+        #: Entries taken over by another connection (maybe of a newer page): their frames still in flight are
+        #: dropped without a word, even once the entry belongs to another session.
+        self._moved: set[int] = set()
 
     # -- events from the adapter ---------------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class UploadConnection:
             return
         session = self.session
         assert session is not None
+        if entry_id in self._moved:
+            return
         entry = self._lookup(entry_id)
         if entry is None:
             return
@@ -184,6 +189,7 @@ class UploadConnection:
         if entry.owner is not self and not entry.status.finished:
             # Another connection of the session resumed it: its frames from here are dropped (binary_received
             # checks the owner), so tell the client to stop sending rather than let it wait for acks.
+            self._moved.add(entry.entry_id)
             self._send("moved", entry=entry.entry_id, ref=entry.ref)
         elif entry.status is EntryStatus.CANCELLED:
             self._send("cancelled", entry=entry.entry_id, ref=entry.ref)

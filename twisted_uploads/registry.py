@@ -43,6 +43,9 @@ CANCELLED_TTL = 60.0
 DEFAULT_CLAIM_TTL = 600.0
 #: Seconds the server-wide count of streaming entries is reused for window shares (see uploading_count).
 UPLOADING_COUNT_MAX_AGE = 0.1
+#: What a new page may take over from an earlier page of the same user: paused entries, and streaming ones whose
+#: page is going away (a reload's new page can authenticate before the old socket has closed).
+ADOPTABLE_STATES = (EntryStatus.PAUSED, EntryStatus.UPLOADING)
 #: Paused entries of earlier pages a new page is offered at most (resume after a reload).
 MAX_ADOPTABLE = 20
 #: Bytes of JSON a client's file fingerprint may take (bigger ones are not kept).
@@ -401,7 +404,7 @@ class UploadRegistry:
             if session is None or session is into:
                 continue
             found += [entry.info() for entry in session.entries.values()
-                      if entry.status is EntryStatus.PAUSED and entry.slot_name in into.slots]
+                      if entry.status in ADOPTABLE_STATES and entry.slot_name in into.slots]
         return found[:MAX_ADOPTABLE]
 
     def entry_ids(self, session_id: str) -> set[int]:
@@ -418,12 +421,18 @@ class UploadRegistry:
         """
         source = self.sessions.get(from_session_id)
         entry = source.entries.get(entry_id) if source is not None and source is not into else None
-        if source is None or entry is None or entry.status is not EntryStatus.PAUSED \
+        if source is None or entry is None or entry.status not in ADOPTABLE_STATES \
                 or entry.slot_name not in into.slots:
             raise UploadError(ErrorCode.UNKNOWN_ENTRY, f"no paused upload {entry_id} to continue")
         if len(into.entries) >= self.max_session_entries:
             raise UploadError(ErrorCode.TOO_MANY_ENTRIES)
         self._check_open_files()
+        if entry.status is EntryStatus.UPLOADING:
+            # The earlier page's socket has not closed yet (a reload races its own unload): pause the entry here,
+            # so its file is closed before it moves; the old connection is told ``moved`` when it is claimed.
+            self._cancel_timeout(entry)
+            self._release_writer(entry, keep_bytes=True)
+            entry.status = EntryStatus.PAUSED
         try:
             self.store.move_partial(from_session_id, into.session_id, entry_id)
         except OSError as error:
