@@ -49,7 +49,8 @@
   const DEFAULT_WS_PATH = "/uploads/ws";
   const SERVER_BUSY_RETRY_MS = 1000;
   const MAX_REANNOUNCES = 3;
-  const MAX_RECHECKS = 3;
+  const MAX_RECHECKS = 5;            // welcomes asked again for entries a left page had in flight
+  const RECHECK_BASE_MS = 250;       // ...after 250 ms, then doubling: about 8 s in all
   const DEFAULT_MAX_PARALLEL = 4;
   const DEFAULT_WINDOW_CHUNKS = 16;
 
@@ -460,6 +461,7 @@
       this.welcomed = false;         // the current socket got `welcome`
       this.renewals = 0;             // token renewals since the last welcome (one is enough; more is a loop)
       this.wsCount = 0;
+      this.reconnectAfterMs = null;  // a delay chosen by the caller of drop(), for the next reconnect only
     }
 
     get isOpen() {
@@ -487,6 +489,7 @@
     connect() {
       clearTimeout(this.timer);
       this.timer = null;
+      this.reconnectAfterMs = null;
       this.state = "connecting";
       this.lastErrorCode = null;
       this.welcomed = false;
@@ -515,8 +518,10 @@
     }
 
     /** Drop the socket as if the network failed (tests and `djUploads.reconnect()`); resume follows. */
-    drop() {
-      if (this.ws) this.ws.close(4000, "client reconnect");
+    drop(reconnectAfterMs) {
+      if (!this.ws) return;
+      this.reconnectAfterMs = reconnectAfterMs === undefined ? null : reconnectAfterMs;
+      this.ws.close(4000, "client reconnect");
     }
 
     send(payload) {
@@ -526,7 +531,9 @@
     scheduleReconnect() {
       this.state = "waiting";
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => { this.timer = null; this.connect(); }, this.backoff.nextDelay());
+      const delay = this.reconnectAfterMs === null ? this.backoff.nextDelay() : this.reconnectAfterMs;
+      this.reconnectAfterMs = null;
+      this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
     }
 
     reconnectNow() {
@@ -684,8 +691,8 @@
 
     /**
      * The page this tab left mid-upload had entries in flight that this welcome neither offers nor lists: the
-     * server has not read the old socket's end yet. Reconnect (after the usual first backoff) and look again, at
-     * most MAX_RECHECKS times; entries that never show (another view's, consumed, expired) stop mattering then.
+     * server has not read the old socket's end yet. Reconnect after a growing delay and look again, at most
+     * MAX_RECHECKS times; entries that never show (another view's, consumed, expired) stop mattering then.
      */
     askAgainForLeftBehind(msg) {
       if (!LeftBehind.ids.size || !this.view.config.resumable) return false;
@@ -698,7 +705,7 @@
       }
       this.rechecks += 1;
       this.recheck = true;
-      this.connection.drop();
+      this.connection.drop(RECHECK_BASE_MS * 2 ** (this.rechecks - 1));
       return true;
     }
 
