@@ -43,11 +43,20 @@ class GhostTests(DemoTestCase):
         """Upload holiday.png, reload at 5 %, and wait (choosing nothing) for its ghost on the new page."""
         source = self.make_file("holiday.png", png_bytes(9_500_000))
         page = page or self.open_demo("/gallery/")
+        frames: list[tuple[str, str]] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(
+            (ws.url, p)) if isinstance(p, str) and '"welcome"' in p else None))
         page.evaluate(RELOAD_MID_UPLOAD)
         self.choose(page, "photos", [source])
         page.wait_for_function(RELOADED, timeout=WAIT_MS)
         ghost = page.locator(GHOST)
-        ghost.wait_for()
+        try:
+            ghost.wait_for(timeout=15_000)
+        except Exception as error:  # noqa: BLE001 — reported with what the page saw
+            raise AssertionError(f"no ghost: {error}\nwelcomes: {frames}\nconsole: {self.console}\n"
+                                 f"sessionStorage: {page.evaluate('JSON.stringify(sessionStorage)')}\n"
+                                 f"connection: {page.evaluate('window.djUploads.connection()')}\n"
+                                 f"server log: {self.site.read_log()[-3000:]}") from None
         return page, source, ghost
 
     def partials(self) -> list[str]:

@@ -48,7 +48,14 @@ class ReloadResumeTests(DemoTestCase):
         self.choose(page, "photos", [source])
         page.wait_for_function(RELOADED, timeout=WAIT_MS)
         # The reloaded page shows the interrupted upload (test_reload_ghosts.py) before a file is chosen again.
-        page.locator('[dj-upload-progress="photos"] [data-upload-status="interrupted"]').wait_for()
+        try:
+            page.locator('[dj-upload-progress="photos"] [data-upload-status="interrupted"]').wait_for(timeout=15_000)
+        except Exception as error:  # noqa: BLE001
+            raise AssertionError(f"no ghost: {error}\nwelcomes: {[m for m in received if m['type'] == 'welcome']}\n"
+                                 f"sent: {[m for m in sent if m['type'] != 'auth']}\nconsole: {self.console}\n"
+                                 f"sessionStorage: {page.evaluate('JSON.stringify(sessionStorage)')}\n"
+                                 f"connection: {page.evaluate('window.djUploads.connection()')}\n"
+                                 f"server log: {self.site.read_log()[-3000:]}") from None
         del sent[:], received[:]
         return page, sent, received
 
