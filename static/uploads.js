@@ -49,6 +49,8 @@
   const DEFAULT_WS_PATH = "/uploads/ws";
   const SERVER_BUSY_RETRY_MS = 1000;
   const MAX_REANNOUNCES = 3;
+  const MAX_RECHECKS = 5;            // welcomes asked again for entries a left page had in flight
+  const RECHECK_BASE_MS = 250;       // ...after 250 ms, then doubling: about 8 s in all
   const DEFAULT_MAX_PARALLEL = 4;
   const DEFAULT_WINDOW_CHUNKS = 16;
 
@@ -169,6 +171,36 @@
     if (text !== undefined) node.textContent = text;
     return node;
   }
+
+  /**
+   * The entries a page of this tab was still sending when it was left (a reload), for the next page: the server
+   * may take a moment to notice the old socket is gone (it first reads what was already sent), so a welcome
+   * that does not offer them yet is asked again (Transfers.welcome). Kept in sessionStorage: this tab only.
+   */
+  const LeftBehind = {
+    KEY: `djUploads:left:${global.location.pathname}`,
+    ids: new Set(),
+
+    load() {
+      try {
+        const stored = JSON.parse(global.sessionStorage.getItem(LeftBehind.KEY) || "[]");
+        global.sessionStorage.removeItem(LeftBehind.KEY);
+        LeftBehind.ids = new Set(Array.isArray(stored) ? stored.filter(Number.isInteger) : []);
+      } catch (error) {
+        LeftBehind.ids = new Set(); // storage disabled: the page shows what its first welcome offers
+      }
+    },
+
+    store(ids) {
+      try {
+        if (ids.length) global.sessionStorage.setItem(LeftBehind.KEY, JSON.stringify(ids));
+        else global.sessionStorage.removeItem(LeftBehind.KEY);
+      } catch (error) {
+        // storage disabled or full: nothing to hand over
+      }
+    },
+  };
+  LeftBehind.load();
 
   // ================================================================================================ 2. Wire
   // Owns: the subprotocol, URL resolution, the 12-byte chunk header, JSON text frames. Knows nothing of state.
@@ -295,7 +327,12 @@
       this.adopting = false;         // `adopt` sent for an earlier page's entry, no answer yet
       this.expectedFingerprint = row ? row.fingerprint || null : null;  // what the server listed for it
       this.probed = false;           // delivered: the server was asked whether the handler kept it
+      this.earlier = null;           // the `adoptable` row of an earlier page this entry stands for (a ghost)
+      this.discarding = false;       // a ghost the user discarded: `discard` sent, no answer yet
     }
+
+    /** An earlier page's interrupted upload shown on this page (`adoptable`), its file not chosen here yet. */
+    get isGhost() { return this.earlier !== null && this.status === INTERRUPTED; }
 
     get name() { return this.file ? this.file.name : this.serverName || ""; }
 
@@ -454,6 +491,7 @@
       this.welcomed = false;         // the current socket got `welcome`
       this.renewals = 0;             // token renewals since the last welcome (one is enough; more is a loop)
       this.wsCount = 0;
+      this.reconnectAfterMs = null;  // a delay chosen by the caller of drop(), for the next reconnect only
     }
 
     get isOpen() {
@@ -481,6 +519,7 @@
     connect() {
       clearTimeout(this.timer);
       this.timer = null;
+      this.reconnectAfterMs = null;
       this.state = "connecting";
       this.lastErrorCode = null;
       this.welcomed = false;
@@ -504,9 +543,15 @@
       ws.onerror = () => {}; // a close event always follows
     }
 
+    leave() {
+      if (this.ws) this.ws.close(1000, "page left");
+    }
+
     /** Drop the socket as if the network failed (tests and `djUploads.reconnect()`); resume follows. */
-    drop() {
-      if (this.ws) this.ws.close(4000, "client reconnect");
+    drop(reconnectAfterMs) {
+      if (!this.ws) return;
+      this.reconnectAfterMs = reconnectAfterMs === undefined ? null : reconnectAfterMs;
+      this.ws.close(4000, "client reconnect");
     }
 
     send(payload) {
@@ -516,7 +561,9 @@
     scheduleReconnect() {
       this.state = "waiting";
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => { this.timer = null; this.connect(); }, this.backoff.nextDelay());
+      const delay = this.reconnectAfterMs === null ? this.backoff.nextDelay() : this.reconnectAfterMs;
+      this.reconnectAfterMs = null;
+      this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
     }
 
     reconnectNow() {
@@ -576,7 +623,8 @@
 
   // =========================================================================================== 7. Transfers
   // Owns: the protocol's state for one view's entries — what to announce or resume within max_parallel, what the
-  // server's answers mean for each entry, the list in `welcome`. Changes entries only through the view.
+  // server's answers mean for each entry, the list in `welcome`, and the earlier pages' entries it offers
+  // (`adoptable`: adopted when their file is chosen again, or discarded). Changes entries only through the view.
 
   class Transfers {
     constructor(view) {
@@ -586,6 +634,10 @@
       this.serverSlots = {};
       this.awaiting = new Map();     // ref -> entry whose announce/resume is unanswered
       this.adoptable = [];           // welcome's paused entries of earlier pages of this view (a reload)
+      this.discarded = new Set();    // entry ids of earlier pages' uploads discarded here: never offered again
+      this.welcomed = false;         // a welcome has been read (a resumable page connects at once for it)
+      this.rechecks = 0;             // welcomes asked again because entries left behind were not offered yet
+      this.recheck = false;          // the socket was dropped to ask again: reconnect even with nothing to send
       this.retryTimer = null;
       this.link = { socket: () => this.connection.socket(), live: (ws) => this.connection.live(ws) };
     }
@@ -623,11 +675,15 @@
     }
 
     welcome(msg) {
+      this.welcomed = true;
+      this.recheck = false;
       this.maxParallel = msg.max_parallel || DEFAULT_MAX_PARALLEL;
       this.serverSlots = msg.slots || {};
-      this.adoptable = Array.isArray(msg.adoptable) ? msg.adoptable.slice() : [];
+      this.adoptable = (Array.isArray(msg.adoptable) ? msg.adoptable : []).filter((row) => row &&
+        Number.isInteger(row.entry) && !this.discarded.has(row.entry));
       const listed = new Map((msg.entries || []).map((row) => [row.ref, row]));
       for (const entry of this.view.entries.slice()) {
+        if (entry.isGhost) continue; // an earlier page's: `adoptable` below says whether it is still there
         const row = listed.get(entry.ref);
         listed.delete(entry.ref);
         this.view.reachable(entry);
@@ -656,7 +712,31 @@
       // Entries of the session this page does not hold (posted without JavaScript, another tab of the view):
       // they take places of max_entries, so the page shows and counts them.
       for (const row of listed.values()) this.view.addServerEntry(row);
+      // Earlier pages' interrupted uploads (a reload): shown until their file is chosen again or discarded.
+      this.view.showAdoptable(this.adoptable);
+      if (this.askAgainForLeftBehind(msg)) return; // the next welcome starts what waits
+      for (const ghost of this.view.entries) if (ghost.isGhost && ghost.discarding) this.discard(ghost);
       this.pump();
+    }
+
+    /**
+     * The page this tab left mid-upload had entries in flight that this welcome neither offers nor lists: the
+     * server has not read the old socket's end yet. Reconnect after a growing delay and look again, at most
+     * MAX_RECHECKS times; entries that never show (another view's, consumed, expired) stop mattering then.
+     */
+    askAgainForLeftBehind(msg) {
+      if (!LeftBehind.ids.size || !this.view.config.resumable) return false;
+      const known = new Set([...(msg.entries || []), ...this.adoptable].map((row) => row.entry));
+      for (const id of known) LeftBehind.ids.delete(id);
+      if (!LeftBehind.ids.size) return false;
+      if (this.rechecks >= MAX_RECHECKS) {
+        LeftBehind.ids.clear();
+        return false;
+      }
+      this.rechecks += 1;
+      this.recheck = true;
+      this.connection.drop(RECHECK_BASE_MS * 2 ** (this.rechecks - 1));
+      return true;
     }
 
     message(msg) {
@@ -678,6 +758,7 @@
       if (entry.status === DELIVERED) return; // a probe's answer is `complete` or an error, never this
       const resumed = entry.status === RESUMING || entry.adopting;
       entry.adopting = false;
+      entry.earlier = null; // an adopted earlier page's entry is this page's own from now on
       const slot = this.serverSlots[entry.slotName] || view.slot(entry.slotName) || {};
       entry.entryId = msg.entry;
       entry.chunkSize = msg.chunk_size || slot.chunk_size || 65536;
@@ -698,8 +779,11 @@
       } else if (entry.adopting && msg.code !== "server_busy") {
         // The earlier page's entry is gone (grace over, taken by another tab): upload the file from the start.
         entry.adopting = false;
+        entry.earlier = null;
         this.view.setStatus(entry, QUEUED);
       } else if (msg.code === "server_busy") {
+        // Still offered: the retry adopts it again.
+        if (entry.adopting && entry.earlier) this.adoptable.push(entry.earlier);
         entry.adopting = false;
         this.view.setStatus(entry, QUEUED);
         this.retryLater();
@@ -737,6 +821,7 @@
     }
 
     on_error(msg) {
+      if (this.discardAnswered(msg)) return;
       const view = this.view;
       const entry = view.entryById(msg.entry) || this.awaiting.get(msg.ref) || view.entryByRef(msg.ref);
       if (!entry) return;
@@ -763,6 +848,7 @@
     }
 
     on_cancelled(msg) {
+      if (this.discardAnswered(msg)) return;
       const entry = this.view.entryById(msg.entry) || this.view.entryByRef(msg.ref);
       if (!entry) return;
       this.awaiting.delete(entry.ref);
@@ -845,12 +931,34 @@
       this.connection.send({ type: "resume", entry: entry.entryId });
     }
 
-    /** An entry of an earlier page that `welcome` offered (`adoptable`) with this file's fingerprint, taken. */
+    /**
+     * An entry of an earlier page that `welcome` offered (`adoptable`) with this file's fingerprint, taken: the
+     * one the entry's ghost stands for first, else any other that no file of this page is continuing already.
+     */
     takeAdoptable(entry, fingerprint) {
       if (!fingerprint) return null;
-      const index = this.adoptable.findIndex((row) => row.slot === entry.slotName && row.size === entry.size &&
-        row.fingerprint === fingerprint);
+      const fits = (row) => row.slot === entry.slotName && row.size === entry.size && row.fingerprint === fingerprint;
+      const continued = (row) => this.view.entries.some((e) => e !== entry && !e.isGhost && e.earlier &&
+        e.earlier.entry === row.entry);
+      let index = entry.earlier ? this.adoptable.findIndex((row) => row.entry === entry.earlier.entry && fits(row)) : -1;
+      if (index < 0) index = this.adoptable.findIndex((row) => fits(row) && !continued(row));
       return index < 0 ? null : this.adoptable.splice(index, 1)[0];
+    }
+
+    /** Discard an earlier page's interrupted upload (its ghost's Discard): sent now, or after the next welcome. */
+    discard(ghost) {
+      if (this.connection.isOpen) this.connection.send({ type: "discard", entry: ghost.earlier.entry });
+      else this.connection.ensureOpen();
+    }
+
+    /** The answer to a `discard` (`cancelled`, or unknown_entry: gone already): the ghost goes for good. */
+    discardAnswered(msg) {
+      const ghost = this.view.entries.find((e) => e.isGhost && e.discarding && e.earlier.entry === msg.entry);
+      if (!ghost || !(msg.type === "cancelled" || msg.code === "unknown_entry")) return false;
+      this.discarded.add(msg.entry);
+      this.adoptable = this.adoptable.filter((row) => row.entry !== msg.entry);
+      this.view.forget(ghost);
+      return true;
     }
 
     async announce(entry) {
@@ -862,14 +970,24 @@
         fingerprint = null; // unreadable head: the server reads the file anyway and says what is wrong
       }
       if (entry.status !== ANNOUNCING || !this.connection.live(ws)) return;
+      if (entry.earlier && (!fingerprint || fingerprint !== entry.earlier.fingerprint)) {
+        // Chosen for an earlier page's ghost, same name and size but other content: a new upload; the ghost stays.
+        this.awaiting.delete(entry.ref);
+        this.view.notItsFile(entry);
+        this.pump();
+        return;
+      }
       const payload = { type: "announce", ref: entry.ref, slot: entry.slotName, name: entry.name,
                         mime: entry.type || "", size: entry.size };
       if (entry.relativePath) payload.relative_path = entry.relativePath;
       if (fingerprint) payload.fingerprint = fingerprint;
       const earlier = this.takeAdoptable(entry, fingerprint);
       if (earlier) {
-        // The same file was being uploaded by an earlier page of this view (a reload): continue its entry.
+        // The same file was being uploaded by an earlier page of this view (a reload): continue its entry, and
+        // its ghost (if this file was not chosen for the ghost itself) goes.
         entry.adopting = true;
+        entry.earlier = earlier;
+        this.view.dropGhosts(earlier.entry);
         this.connection.send({ type: "adopt", entry: earlier.entry, ref: entry.ref });
         return;
       }
@@ -896,9 +1014,10 @@
   class View {
     constructor(id) {
       this.id = id;
-      this.config = { url: DEFAULT_WS_PATH, token: "", slots: {}, retry: null };
+      this.config = { url: DEFAULT_WS_PATH, token: "", slots: {}, retry: null, resumable: false };
       this.configText = null;
       this.entries = [];
+      this.announcedGhosts = new Set(); // earlier pages' entry ids already announced through the live region
       this.transfers = new Transfers(this);
       this.settleWaiters = [];
     }
@@ -920,12 +1039,15 @@
         const slots = {};
         for (const [name, slot] of Object.entries(parsed.slots || {})) slots[name] = { ...SLOT_DEFAULTS, ...slot };
         this.config = { url: parsed.url || DEFAULT_WS_PATH, token: parsed.token || "", slots,
-                        retry: parsed.retry || null };
+                        retry: parsed.retry || null, resumable: parsed.resumable === true };
       } catch (error) {
         console.error("twisted-uploads: data-dj-uploads is not valid JSON", error);
       }
-      // A new token (from a re-render) may succeed where the old one failed.
-      if (this.connection.state === "failed" && this.needsConnection()) this.connection.ensureOpen();
+      // A new token (from a re-render) may succeed where the old one failed; a resumable page (earlier pages
+      // may hold interrupted uploads) connects at once, so its welcome can show them before a file is chosen.
+      if ((this.connection.state === "failed" || this.config.resumable) && this.needsConnection()) {
+        this.connection.ensureOpen();
+      }
     }
 
     slot(name) {
@@ -943,14 +1065,17 @@
       return this.entries.find((e) => e.ref === ref) || null;
     }
 
-    /** Entries that take one of the slot's max_entries places, as the server counts them. */
+    /** Entries that take one of the slot's max_entries places, as the server counts them (not ghosts). */
     activeEntries(slotName) {
-      return this.entries.filter((e) => e.slotName === slotName && !UNCOUNTED.has(e.status));
+      return this.entries.filter((e) => e.slotName === slotName && !UNCOUNTED.has(e.status) && !e.isGhost);
     }
 
     needsConnection() {
-      return this.entries.some((e) => UNFINISHED.has(e.status) || (e.entryId !== null &&
-        (e.status === CANCELLED || (e.status === DELIVERED && !e.probed))));
+      // Resumable: connect for the first welcome (bounded: after failAfter failures the first file retries).
+      if (this.config.resumable && (!this.transfers.welcomed || this.transfers.recheck) &&
+          !this.connection.backoff.exhausted) return true;
+      return this.entries.some((e) => UNFINISHED.has(e.status) || (e.isGhost && e.discarding) ||
+        (e.entryId !== null && (e.status === CANCELLED || (e.status === DELIVERED && !e.probed))));
     }
 
     isSettled() {
@@ -981,9 +1106,13 @@
       for (const file of candidates) {
         // The file of an interrupted upload chosen again: it continues from the server's offset.
         const ghost = this.entries.find((e) => e.status === INTERRUPTED && e.slotName === slotName &&
-          e.serverName === file.name && e.serverSize === file.size);
-        if (ghost) {
-          // Its fingerprint is compared before the resume is sent (Transfers.resume).
+          e.serverName === file.name && e.serverSize === file.size && !e.discarding);
+        if (ghost && ghost.earlier && maxEntries > 1 && this.activeEntries(slotName).length >= maxEntries) {
+          // An earlier page's upload joins this page's entries: it needs a free place like any new file.
+          this.reject(file, slotName, origin, "too_many_files",
+            `${file.name}: ${slotName} takes at most ${maxEntries} file(s).`);
+        } else if (ghost) {
+          // Its fingerprint is compared before the resume or adopt is sent (Transfers.resume / announce).
           ghost.file = file;
           ghost.origin = origin;
           ghost.fingerprint = fingerprintOf(file);
@@ -993,9 +1122,11 @@
           fresh.push(file);
         }
       }
-      if (maxEntries === 1 && fresh.length) {
-        // A single-file field: a new choice replaces the previous, unconsumed one.
-        for (const previous of this.entries.filter((e) => e.slotName === slotName)) this.cancel(previous, true);
+      if (maxEntries === 1 && (fresh.length || added.length)) {
+        // A single-file field: a new choice replaces the previous, unconsumed one (an earlier page's ghost is
+        // not this page's choice: it stays until its file is chosen or it is discarded).
+        for (const previous of this.entries.filter((e) => e.slotName === slotName && !added.includes(e) &&
+          !e.isGhost)) this.cancel(previous, true);
       }
       const room = Math.max(0, maxEntries - this.activeEntries(slotName).length);
       fresh.forEach((file, index) => {
@@ -1035,6 +1166,57 @@
       Announcer.say(`${file.name}: ${error}`, true);
       dispatch(this.eventTarget(origin, slotName), "djust:upload:error",
         { file: file.name, error, code, ref: null, uploadName: slotName, size: file.size });
+    }
+
+    /**
+     * Earlier pages' interrupted uploads that `welcome` offers (a reload): each in a slot of this page becomes a
+     * ghost — an `interrupted` item with a Discard button, not counted against max_entries — and is announced
+     * once. A ghost whose entry is no longer offered (grace over, continued in another tab) goes.
+     */
+    showAdoptable(rows) {
+      const offered = new Map(rows.map((row) => [row.entry, row]));
+      const touched = new Set();
+      for (const ghost of this.entries.filter((e) => e.isGhost)) {
+        const row = offered.get(ghost.earlier.entry);
+        if (row) {
+          ghost.earlier = row;
+          ghost.ackedOffset = row.offset || 0;
+        } else {
+          this.entries.splice(this.entries.indexOf(ghost), 1);
+        }
+        touched.add(ghost.slotName);
+      }
+      const shown = [];
+      for (const row of rows) {
+        if (!this.slot(row.slot) || this.entries.some((e) => e.earlier && e.earlier.entry === row.entry)) continue;
+        const ghost = new Entry(this, row.slot, null, null, row);
+        ghost.entryId = null;        // the id is the earlier page's: `adopt` or `discard` names it, never `resume`
+        ghost.expectedFingerprint = null;
+        ghost.earlier = row;
+        ghost.status = INTERRUPTED;
+        this.entries.push(ghost);
+        touched.add(row.slot);
+        if (!this.announcedGhosts.has(row.entry)) shown.push(ghost);
+      }
+      for (const slotName of touched) this.render(slotName);
+      for (const ghost of shown) this.announcedGhosts.add(ghost.earlier.entry);
+      if (shown.length) {
+        Announcer.say(shown.map((g) => `Interrupted upload: ${progressLabel(g, g.progress)}, or discard it.`)
+          .join(" "), false);
+      }
+      this.checkSettled();
+    }
+
+    /** Another file of this page continues an earlier page's entry: the ghost that stood for it goes. */
+    dropGhosts(earlierId) {
+      for (const ghost of this.entries.filter((e) => e.isGhost && e.earlier.entry === earlierId)) this.forget(ghost);
+    }
+
+    /** The ghost's Discard: the server deletes the earlier page's entry; the ghost goes once it says so. */
+    discard(ghost) {
+      if (ghost.discarding) return;
+      ghost.discarding = true;
+      this.transfers.discard(ghost);
     }
 
     /** An entry the server listed that this page does not hold (see Transfers.welcome). */
@@ -1153,6 +1335,10 @@
     /** Cancel on the server too; the entry leaves previews and progress at once. */
     cancel(entry, quiet) {
       if (entry.status === CANCELLED) return;
+      if (entry.isGhost) {
+        this.discard(entry);
+        return;
+      }
       const wasError = entry.status === ERROR;
       const awaitingAnswer = entry.status === ANNOUNCING || entry.status === RESUMING;
       if (quiet && wasError) {
@@ -1265,7 +1451,8 @@
   };
 
   function showsPreview(entry) {
-    return entry.status !== CANCELLED && entry.status !== DELIVERED;
+    // A ghost has no file to preview: its progress item says what it is.
+    return entry.status !== CANCELLED && entry.status !== DELIVERED && !entry.isGhost;
   }
 
   function showsProgress(entry) {
@@ -1296,6 +1483,19 @@
     button.setAttribute("dj-upload-cancel", entry.ref);
     button.setAttribute("aria-label", `Remove ${entry.name}`);
     return button;
+  }
+
+  /** A ghost's control: the earlier page's upload is deleted on the server (`discard`), not just hidden. */
+  function discardButton(entry) {
+    const button = element("button", "upload-progress-discard", "Discard");
+    button.type = "button";
+    button.setAttribute("dj-upload-cancel", entry.ref);
+    button.setAttribute("aria-label", `Discard ${entry.name}`);
+    return button;
+  }
+
+  function progressControl(entry) {
+    return entry.isGhost ? discardButton(entry) : cancelButton(entry, "upload-progress-cancel");
   }
 
   function setStatusAttribute(item, entry) {
@@ -1346,9 +1546,14 @@
         bar.setAttribute("aria-label", `Upload of ${entry.name}`);
         track.append(bar);
         item.append(element("span", "upload-progress-name", entry.relativePath || entry.name), track,
-          element("span", "upload-progress-text"), cancelButton(entry, "upload-progress-cancel"));
+          element("span", "upload-progress-text"), progressControl(entry));
         return item;
       }, (item, entry) => {
+        // A ghost whose file was chosen again is the upload now: its Discard becomes the usual cancel.
+        const control = item.querySelector(":scope > [dj-upload-cancel]");
+        if (control && control.classList.contains("upload-progress-discard") !== entry.isGhost) {
+          control.replaceWith(progressControl(entry));
+        }
         const progress = entry.progress;
         const bar = item.querySelector(".upload-progress-bar");
         const text = item.querySelector(".upload-progress-text");
@@ -1871,6 +2076,14 @@
     if (!uploading()) return;
     event.preventDefault();
     event.returnValue = "";
+  });
+
+  // Leaving (a reload) mid-upload: close the socket now, so the server pauses the entries at once, and tell the
+  // next page of this tab which entries were in flight (LeftBehind).
+  global.addEventListener("pagehide", () => {
+    const inFlight = allEntries().filter((e) => UNFINISHED.has(e.status) && e.entryId !== null);
+    LeftBehind.store(inFlight.map((e) => e.entryId));
+    for (const view of views.values()) view.connection.leave();
   });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", scan);
