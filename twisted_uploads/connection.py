@@ -233,11 +233,7 @@ class UploadConnection:
         assert session is not None
         ref = message["ref"]
         try:
-            if not ref or len(ref) > MAX_REF_LENGTH or session.entry_by_ref(ref) is not None:
-                raise UploadError(ErrorCode.PROTOCOL_ERROR, "ref must be 1-64 characters and unique in the session")
-            if self._uploading_count() >= self.limits.max_parallel:
-                raise UploadError(ErrorCode.SERVER_BUSY,
-                                  f"at most {self.limits.max_parallel} uploads at once per connection")
+            self._check_new_stream(ref)
             entry = self.registry.announce(session, self, ref, message["slot"], message["name"], message["mime"],
                                            message["size"], relative_path=message.get("relative_path"),
                                            fingerprint=message.get("fingerprint"))
@@ -251,15 +247,11 @@ class UploadConnection:
         session = self.session
         assert session is not None
         entry_id, ref = message["entry"], message["ref"]
-        source = next((sid for sid in self._adopt_from if entry_id in self.registry.entry_ids(sid)), None)
+        source = self._earlier_session_of(entry_id)
         try:
-            if not ref or len(ref) > MAX_REF_LENGTH or session.entry_by_ref(ref) is not None:
-                raise UploadError(ErrorCode.PROTOCOL_ERROR, "ref must be 1-64 characters and unique in the session")
+            self._check_new_stream(ref)
             if source is None:
                 raise UploadError(ErrorCode.UNKNOWN_ENTRY, f"no paused upload {entry_id} to continue")
-            if self._uploading_count() >= self.limits.max_parallel:
-                raise UploadError(ErrorCode.SERVER_BUSY,
-                                  f"at most {self.limits.max_parallel} uploads at once per connection")
             entry = self.registry.adopt(source, entry_id, session, self, ref=ref)
         except UploadError as error:
             self._send("rejected", ref=ref[:MAX_REF_LENGTH], code=error.code.value, message=error.message)
@@ -269,7 +261,7 @@ class UploadConnection:
     def _on_discard(self, message: dict[str, Any]) -> None:
         """The user discarded an earlier page's interrupted upload instead of choosing the file again."""
         entry_id = message["entry"]
-        source = next((sid for sid in self._adopt_from if entry_id in self.registry.entry_ids(sid)), None)
+        source = self._earlier_session_of(entry_id)
         offered = source is not None and any(
             info.entry_id == entry_id for info in self.registry.adoptable([source], self._session()))
         if not offered:
@@ -278,6 +270,19 @@ class UploadConnection:
             return
         info = self.registry.cancel(source, entry_id)
         self._send("cancelled", entry=entry_id, ref=info.ref)
+
+    def _check_new_stream(self, ref: str) -> None:
+        """What an announce and an adopt must both pass: a fresh ref and a free place among max_parallel."""
+        assert self.session is not None
+        if not ref or len(ref) > MAX_REF_LENGTH or self.session.entry_by_ref(ref) is not None:
+            raise UploadError(ErrorCode.PROTOCOL_ERROR, "ref must be 1-64 characters and unique in the session")
+        if self._uploading_count() >= self.limits.max_parallel:
+            raise UploadError(ErrorCode.SERVER_BUSY,
+                              f"at most {self.limits.max_parallel} uploads at once per connection")
+
+    def _earlier_session_of(self, entry_id: int) -> str | None:
+        """The earlier page's upload session (named by the token) that holds ``entry_id``, if any."""
+        return next((sid for sid in self._adopt_from if entry_id in self.registry.entry_ids(sid)), None)
 
     def _session(self) -> UploadSession:
         assert self.session is not None
