@@ -125,10 +125,6 @@ class UploadBridge:
         """Every unconsumed entry of an upload session (optionally one slot), oldest first."""
         return self._registry_call("list_entries", session_id, slot)
 
-    def finished_entries(self, session_id: str, slot: str) -> list[EntryInfo]:
-        """Complete and failed entries of a slot, oldest first."""
-        return self._registry_call("finished_entries", session_id, slot)
-
     def claim_complete(self, session_id: str, slot: str) -> list[EntryInfo]:
         """Claim the slot's complete entries for this request (no other request gets them), oldest first."""
         return self._registry_call("claim_complete", session_id, slot)
