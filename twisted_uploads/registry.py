@@ -76,10 +76,6 @@ class UploadSession:
         """The unconsumed entry the client labelled ``ref``."""
         return next((e for e in self.entries.values() if e.ref == ref), None)
 
-    def live_entries(self) -> Iterator[Entry]:
-        """Entries not (yet) consumed."""
-        return iter(self.entries.values())
-
     def active_in_slot(self, slot: str) -> int:
         """Entries counting against ``max_entries``: not failed, cancelled or consumed."""
         return sum(1 for e in self.entries.values()
