@@ -7,7 +7,7 @@
 #           /uploads/ws to the nodes and the rest to gunicorn. Waits until each one answers (bounded by
 #           CLUSTER_START_TIMEOUT seconds, default 120), then prints BASE=http://127.0.0.1:PORT as its last line.
 #   stop    stops exactly the processes `start` recorded in DIR/pids (and their children), by pid: TERM, then KILL
-#           after a grace period.
+#           after a grace period; DIR/pids becomes DIR/pids.stopped. A failed start stops what it had started.
 #   status  which recorded processes are alive.
 #
 # DIR (default .cluster/ at the checkout's root) gets the pids, one log per process (DIR/logs/), the data of
@@ -77,7 +77,7 @@ stop_all() {
   for line in "${lines[@]}"; do
     stop_pid ${line}
   done
-  rm -f "$pids"
+  mv -f "$pids" "$dir/pids.stopped"  # what was stopped, for the record
   log "stopped"
 }
 
