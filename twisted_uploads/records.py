@@ -57,6 +57,10 @@ class EntryRecord:
     detected_type: str | None = None
     relative_path: str | None = None
     fingerprint: Any = None
+    location: str | None = None
+    store: dict | None = None
+    claimed_until: float | None = None
+    cancel_pending: bool = False
     #: Absolute time (registry clock) after which the entry may be deleted; None while it is being streamed.
     deadline: float | None = None
     #: The id of the server that owns the entry (whose lock must be free before another server takes it over).
