@@ -5,7 +5,8 @@ the Redis URL (never its password): a Redis that is down, refuses connections, r
 (``DEBUG SLEEP``, a stopped process, a lost network) must not hang an upload node or a Django request.
 
 A refused connection fails at once rather than at the timeout: the endpoint remembers whether the last attempt to
-connect failed, and while there is no connection a call does not wait for one that is not coming.
+connect failed, and while there is no connection a call does not wait for one that is not coming (nor past the next
+attempt, when that fails).
 """
 
 from __future__ import annotations
@@ -228,8 +229,18 @@ class BoundedRedis:
                 self.reactor.callLater(0, _fire, outcome, failure)
             result.cancel()
 
+        def attempt_ended(_: None) -> None:
+            # Still waiting for a connection, and the attempt to make one failed: nothing is coming.
+            why = self.endpoint.last_failure
+            if why is not None and timer.active() and not outcome.called:
+                timer.cancel()
+                result.cancel()
+                self.reactor.callLater(0, _fire, outcome, Failure(self.unavailable(f"cannot be reached ({why})")))
+
         timer = self.reactor.callLater(self.timeout, expire)
         result.addBoth(settle)
+        if not self.factory.size and not outcome.called:
+            self.endpoint.attempt_ended().addCallback(attempt_ended)
         return outcome
 
     def _translate(self, failure: Failure, action: str) -> Failure:

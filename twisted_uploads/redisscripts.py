@@ -14,6 +14,7 @@ Redis, not a Redis Cluster):
 - ``P due`` — a sorted set of entry ids scored by when they become due: the deadline, or for an entry cancelled
   while claimed the end of its claim.
 - ``P node:<node id>`` — a node's heartbeat (a key with a TTL); ``P nodes`` the set of node ids seen.
+- ``P o:<node id>`` — the ids of the entries a node owns; ``P owners`` the nodes that own any (orphan takeover).
 - channel ``P events:<node id>`` — the events addressed to one node.
 
 Absent hash fields mean ``None``. Every script returns strings or arrays of strings (Lua numbers would be
@@ -47,10 +48,18 @@ local function index_due(id, r)
   end
   if d == nil then redis.call('ZREM', DUE, id) else redis.call('ZADD', DUE, d, id) end
 end
+local function own(id, node)
+  redis.call('SADD', P .. 'o:' .. node, id)
+  redis.call('SADD', P .. 'owners', node)
+end
+local function disown(id, node)
+  if node ~= nil and node ~= false then redis.call('SREM', P .. 'o:' .. node, id) end
+end
 local function remove(id, r)
   redis.call('DEL', rec_key(id))
   redis.call('ZREM', sess_key(r.session), id)
   redis.call('ZREM', DUE, id)
+  disown(id, r.server)
 end
 local function publish(node, event)
   if node ~= nil and node ~= false and node ~= '' then
@@ -91,6 +100,7 @@ if chosen == nil then return {'id_collision', ''} end
 local key = rec_key(chosen)
 for i = 9 + candidates, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', key, 'entry', chosen)
+own(chosen, redis.call('HGET', key, 'server'))
 redis.call('ZADD', sess_key(session), redis.call('INCR', P .. 'seq'), chosen)
 index_due(chosen, fetch(chosen))
 return {'ok', chosen}
@@ -143,9 +153,39 @@ for i = 5, #ARGV do states[#states + 1] = ARGV[i] end
 if not in_list(r.status, states) then return {} end
 redis.call('HSET', rec_key(id), 'server', node)
 if r.server ~= node then
+  disown(id, r.server)
+  own(id, node)
   publish(r.server, {event = 'moved', session = session, entry = tonumber(id), to = node})
 end
 return flat
+"""
+
+#: ARGV: P, node id, limit, states... Takes over the records in those states whose owner's heartbeat ran out;
+#: returns them as they were (their ``server`` is the dead owner).
+TAKE_ORPHANS = _COMMON + r"""
+local node, limit = ARGV[2], tonumber(ARGV[3])
+local states = {}
+for i = 4, #ARGV do states[#states + 1] = ARGV[i] end
+local out = {}
+for _, owner in ipairs(redis.call('SMEMBERS', P .. 'owners')) do
+  if #out >= limit then break end
+  if owner ~= node and redis.call('EXISTS', P .. 'node:' .. owner) == 0 then
+    for _, id in ipairs(redis.call('SMEMBERS', P .. 'o:' .. owner)) do
+      if #out >= limit then break end
+      local r, flat = fetch(id)
+      if r == nil or r.server ~= owner then
+        redis.call('SREM', P .. 'o:' .. owner, id)
+      elseif in_list(r.status, states) then
+        redis.call('HSET', rec_key(id), 'server', node)
+        disown(id, owner)
+        own(id, node)
+        out[#out + 1] = flat
+      end
+    end
+    if redis.call('SCARD', P .. 'o:' .. owner) == 0 then redis.call('SREM', P .. 'owners', owner) end
+  end
+end
+return out
 """
 
 #: ARGV: P, from session, to session, entry id, max_session_entries ('' = unchecked), states...

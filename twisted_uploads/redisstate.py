@@ -284,6 +284,17 @@ class RedisState:
 
         return d.addCallback(parse)
 
+    def take_orphans(self, *, states: Sequence[str] = ("uploading",),
+                     limit: int = 100) -> "defer.Deferred[list[EntryRecord]]":
+        """Take over the entries in ``states`` whose owner node's heartbeat ran out (it died streaming them).
+
+        They come back as they were (``server`` is the dead node), now owned by this node, which gives them a
+        resume grace; two nodes calling it at once never get the same entry. Paused and finished entries of a dead
+        node need no owner: their deadlines expire them (:meth:`take_due`).
+        """
+        d = self._script("take orphans", scripts.TAKE_ORPHANS, self.node_id, int(limit), *states)
+        return d.addCallback(self._records)
+
     # -- claims -----------------------------------------------------------------------------------------------
 
     def claim_complete(self, session_id: str, slot: str, ttl: float,
