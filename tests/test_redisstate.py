@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.logger import formatEvent, globalLogPublisher
 
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.redisstate import RedisState
@@ -454,7 +455,7 @@ class RestartTests(RedisTestCase):
         events, first, callback = event_waiter()
         generation = yield a.subscribe(callback)
         self.server.restart()
-        yield a.subscription(after=generation)
+        yield a.subscription(after=generation, timeout=15)
         receivers = yield b.publish("node-a", {"event": "after-restart"})
         self.assertEqual((receivers, (yield first)), (1, {"event": "after-restart"}))
 
@@ -463,7 +464,7 @@ class RestartTests(RedisTestCase):
         node = yield self.node("node-a")
         record = yield self.admitted(node)
         self.server.restart()
-        yield node.subscription(after=(yield node.subscription()))  # reconnected
+        yield node.subscription(after=(yield node.subscription()), timeout=15)  # reconnected
         second = yield self.admitted(node, entry_record(ref="r2"))
         listed = yield node.session_records("s1")
         self.assertEqual([r.entry for r in listed], [record.entry, second.entry])
@@ -540,6 +541,36 @@ class UnavailableTests(RedisTestCase):
         error = yield self.assertFailure(self.admitted(node), UploadError)
         self.assertUnavailable(error, self.server.url)
         self.assertIn("OOM", error.message)
+
+    @defer.inlineCallbacks
+    def test_waiting_for_the_subscription_while_redis_is_down_is_bounded(self) -> Any:
+        node = yield self.node("node-a")
+        generation = yield node.subscription()
+        self.server.stop()
+        error = yield self.assertFailure(node.subscription(after=generation), UploadError)
+        self.assertUnavailable(error, self.server.url)
+
+    def logged(self, text: str) -> "defer.Deferred[None]":
+        """Fires when a log event whose text contains ``text`` is emitted (within a bounded deadline)."""
+        seen: defer.Deferred[None] = defer.Deferred()
+
+        def observer(event: dict[str, Any]) -> None:
+            if not seen.called and text in (formatEvent(event) or ""):
+                seen.callback(None)
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return seen.addTimeout(15, reactor)
+
+    @defer.inlineCallbacks
+    def test_the_heartbeat_outlives_a_redis_outage(self) -> Any:
+        node = yield self.node("node-a", heartbeat_ttl=0.3)  # beats every 0.1 s
+        failed, renewed = self.logged("could not renew its heartbeat"), self.logged("renewed its heartbeat again")
+        self.server.stop()
+        yield failed
+        self.server.restart()  # an empty Redis: only a new beat can bring the node's key back
+        yield renewed
+        self.assertEqual((yield node.alive_nodes()), {"node-a"})
 
     @defer.inlineCallbacks
     def test_the_message_never_shows_the_password(self) -> Any:

@@ -149,8 +149,15 @@ class SubscriberFactory(txredisapi.SubscriberFactory):
         """Fires with the generation once a subscription newer than ``after`` is confirmed."""
         if self.generation > after and self.size:
             return defer.succeed(self.generation)
-        waiter: defer.Deferred[int] = defer.Deferred()
-        self._generation_waiters.append((after, waiter))
+        entry: tuple[int, defer.Deferred[int]]
+
+        def withdraw(_: Any) -> None:
+            if entry in self._generation_waiters:
+                self._generation_waiters.remove(entry)
+
+        waiter: defer.Deferred[int] = defer.Deferred(withdraw)
+        entry = (after, waiter)
+        self._generation_waiters.append(entry)
         return waiter
 
     def deliver(self, message: Any) -> None:

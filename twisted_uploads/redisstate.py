@@ -122,9 +122,10 @@ class RedisState:
         self.timeout = redis.timeout
         self.heartbeat_ttl = heartbeat_ttl
         self.reactor = reactor
-        self._heartbeat = task.LoopingCall(self._beat)
+        self._heartbeat = task.LoopingCall(self._renew)
         self._heartbeat.clock = reactor
         self._closed = False
+        self._beat_failing = False
 
     @classmethod
     def connect(cls, url: str, *, node_id: str | None = None, timeout: float = 2.0, prefix: str = "tu:",
@@ -185,6 +186,21 @@ class RedisState:
 
     def _beat(self) -> "defer.Deferred[Any]":
         return self._script("heartbeat", scripts.HEARTBEAT, self.node_id, int(self.heartbeat_ttl * 1000))
+
+    def _renew(self) -> "defer.Deferred[None]":
+        # A failed beat is logged and the loop goes on: a LoopingCall stops for good at the first error, and a node
+        # that stopped beating after a Redis outage would look dead to the others once Redis is back.
+        def renewed(_: Any) -> None:
+            if self._beat_failing:
+                self._beat_failing = False
+                log.info("Node {node} renewed its heartbeat again", node=self.node_id)
+
+        def failed(failure: Any) -> None:
+            self._beat_failing = True
+            log.warn("Node {node} could not renew its heartbeat: {why}", node=self.node_id,
+                     why=failure.getErrorMessage())
+
+        return self._beat().addCallbacks(renewed, failed)
 
     @staticmethod
     def _records(replies: Iterable[Sequence[Any]]) -> list[EntryRecord]:
@@ -360,13 +376,23 @@ class RedisState:
         self._subscriber.callbacks.append(callback)
         return self.subscription()
 
-    def subscription(self, after: int = 0) -> "defer.Deferred[int]":
+    def subscription(self, after: int = 0, *, timeout: float | None = None) -> "defer.Deferred[int]":
         """Fires with the subscription's generation once one newer than ``after`` is live.
 
         Each reconnection (after a Redis restart) subscribes again and adds one: ``subscription(after=g)`` waits
-        until the node hears its events again.
+        until the node hears its events again. ``registry_unavailable`` after ``timeout`` (the state's timeout by
+        default) without one; the subscriber keeps trying all the same.
         """
-        return self._subscriber.subscribed(after)
+        limit = self.timeout if timeout is None else timeout
+        waiter = self._subscriber.subscribed(after)
+
+        def late(failure: Any) -> Any:
+            if failure.check(defer.TimeoutError):
+                raise UploadError(ErrorCode.REGISTRY_UNAVAILABLE, f"the upload registry at {self.url} did not "
+                                  f"confirm the subscription of node {self.node_id} within {limit:g} s")
+            return failure
+
+        return waiter.addTimeout(limit, self.reactor).addErrback(late)
 
     def alive_nodes(self) -> "defer.Deferred[set[str]]":
         """The ids of the nodes whose heartbeat has not run out."""
