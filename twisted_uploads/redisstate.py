@@ -148,12 +148,7 @@ class RedisState:
     @defer.inlineCallbacks
     def _start(self) -> Any:
         try:
-            # The first attempt's outcome decides at once whether Redis is there (a refusal need not wait).
-            yield self._redis.endpoint.attempt_ended().addTimeout(self.timeout, self.reactor)
-        except defer.TimeoutError:
-            pass
-        try:
-            yield self._beat()
+            yield self._beat()  # fails as soon as the first connection attempt does (a refusal need not wait)
         except UploadError:
             yield self._redis.close()
             raise
