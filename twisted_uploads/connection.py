@@ -442,7 +442,11 @@ class UploadConnection:
             return None
 
         def accepted(_: object) -> None:
-            if self.state is ConnectionState.OPEN and entry.owner is self:
+            if self.state is not ConnectionState.OPEN:
+                return
+            if entry.status.finished:
+                self._report_finished(entry)  # it finished elsewhere meanwhile (cancelled, complete)
+            elif entry.owner is self:
                 self._send_accepted(entry)
 
         def failed(failure: Failure) -> None:
