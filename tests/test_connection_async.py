@@ -142,7 +142,8 @@ class PartWriter(TempFileWriter):
     def write(self, data: bytes) -> None:
         durable = self.durable
         super().write(data)
-        self.written, self.durable = self.durable, durable
+        self.written += len(data)
+        self.durable = durable
 
     @property
     def pending(self) -> int:  # type: ignore[override]
