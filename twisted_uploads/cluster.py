@@ -105,9 +105,7 @@ class RedisRecords:
         last = self._last.get((session_id, entry_id))
         if last is None:
             return succeed(None)
-        flushed: Deferred[None] = Deferred()
-        last.addBoth(lambda result: (flushed.callback(None), result)[1])
-        return flushed
+        return _when_done(last)
 
     def idle(self) -> Deferred[Any]:
         """Fires once every save and delete issued so far is done (service stop)."""
@@ -170,6 +168,13 @@ class RecordedWriter:
         return _logged(maybeDeferred(self.inner.abort), "discard")
 
 
+def _when_done(deferred: Deferred[None]) -> Deferred[None]:
+    """A Deferred that fires after ``deferred`` (which keeps its own result for its other waiters)."""
+    waiter: Deferred[None] = Deferred()
+    deferred.addBoth(lambda result: (waiter.callback(None), result)[1])
+    return waiter
+
+
 def _logged(deferred: Deferred[Any], doing: str) -> Deferred[Any]:
     def failed(failure: Failure) -> None:
         log.warn("Could not {doing} an upload in the store: {error}", doing=doing, error=failure.getErrorMessage())
@@ -190,7 +195,7 @@ class ClusterRegistry(UploadRegistry):
         self.records: RedisRecords  # type: ignore[assignment]
         self.sweep_interval = sweep_interval
         self._sweeper: LoopingCall | None = None
-        self._sweeping = False
+        self._sweeping: Deferred[None] | None = None
         self._admitted: int | None = None
         self._fresh: set[int] = set()
         self._zero_complete: dict[int, Deferred[Any]] = {}
@@ -558,9 +563,11 @@ class ClusterRegistry(UploadRegistry):
 
     def sweep(self) -> Deferred[Any]:
         """Delete every entry whose deadline passed (any node's), unless a request holds it."""
-        if self.state is None or self._sweeping:
+        if self.state is None:
             return succeed(None)
-        self._sweeping = True
+        if self._sweeping is not None:
+            return _when_done(self._sweeping)  # one sweep at a time: the caller waits for the one running
+        self._sweeping = sweeping = Deferred()
 
         def due(records: list[EntryRecord]) -> None:
             for record in records:
@@ -574,9 +581,10 @@ class ClusterRegistry(UploadRegistry):
                 self._forget_unused(session)
 
         def finished(result: object) -> None:
-            self._sweeping = False
+            self._sweeping = None
             if isinstance(result, Failure):
                 log.warn("Could not sweep expired uploads: {error}", error=result.getErrorMessage())
+            sweeping.callback(None)
 
         return self.state.take_due(self.clock.seconds()).addCallback(due).addBoth(finished)
 
