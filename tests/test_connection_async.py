@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import TestCase
 
 from twisted_uploads.connection import ConnectionState
-from twisted_uploads.errors import ErrorCode, UploadError
+from twisted_uploads.errors import CLOSE_TRY_AGAIN, ErrorCode, UploadError
 from twisted_uploads.registry import UploadRegistry
 from twisted_uploads.storage import TempFileStore, TempFileWriter
 
@@ -106,7 +106,8 @@ class OrderingTests(TestCase):
         self.client.transport.take()
         self.registry.refuse = RuntimeError("bug")
         self.announce()
-        self.assertEqual(self.client.transport.last()["code"], ErrorCode.PROTOCOL_ERROR.value)
+        self.assertEqual(self.client.transport.last()["code"], ErrorCode.SERVER_BUSY.value)
+        self.assertEqual(self.client.transport.closed[0], CLOSE_TRY_AGAIN)  # the client reconnects later
         self.assertIs(self.client.connection.state, ConnectionState.CLOSED)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 

@@ -22,7 +22,7 @@ from .codec import (CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS, HEADER_SIZE, PRE_AU
                     decode_message, encode_message)
 from .entries import Entry, EntryStatus
 from .flow import WindowController
-from .errors import CLOSE_CODES, ErrorCode, UploadError
+from .errors import CLOSE_CODES, CLOSE_TRY_AGAIN, ErrorCode, UploadError
 from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
 from .tokens import Handshake, TokenVerifier
 
@@ -174,7 +174,8 @@ class UploadConnection:
             self._close_with(failure.value)
             return
         log.failure("Upload connection failed unexpectedly", failure)
-        self._close_with(UploadError(ErrorCode.PROTOCOL_ERROR, "internal error"))
+        self._close_with(UploadError(ErrorCode.SERVER_BUSY, "the server failed unexpectedly; try again"),
+                         CLOSE_TRY_AGAIN)
 
     def binary_received(self, frame: bytes) -> None:
         """Handle one data frame: the hot path, kept to dictionary look-ups and one write."""
@@ -544,12 +545,14 @@ class UploadConnection:
     def _send(self, message_type: str, **fields: Any) -> None:
         self.transport.send_text(encode_message(message_type, **fields))
 
-    def _close_with(self, error: UploadError) -> None:
+    def _close_with(self, error: UploadError, close_code: int | None = None) -> None:
         if self.state is ConnectionState.CLOSED:
             return
         log.info("Closing upload connection: {code}: {message}", code=error.code.value, message=error.message)
         self._send("error", code=error.code.value, message=error.message)
-        self.transport.close(CLOSE_CODES.get(error.code, CLOSE_CODES[ErrorCode.PROTOCOL_ERROR]), error.message)
+        if close_code is None:
+            close_code = CLOSE_CODES.get(error.code, CLOSE_CODES[ErrorCode.PROTOCOL_ERROR])
+        self.transport.close(close_code, error.message)
         self.connection_lost()
 
     def _auth_timed_out(self) -> None:
