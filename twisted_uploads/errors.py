@@ -69,6 +69,9 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INVALID_TOKEN = 4001
 CLOSE_PROTOCOL_ERROR = 4002
 CLOSE_AUTH_TIMEOUT = 4003
+#: The server cannot serve right now (its registry is unreachable, or it failed unexpectedly): reconnect later.
+#: Autobahn sends only 1000 and 3000-4999, so this stands for WebSocket's 1013 "try again later".
+CLOSE_TRY_AGAIN = 4013
 
 #: Which close code ends a connection for a connection-level error.
 CLOSE_CODES: dict[ErrorCode, int] = {
