@@ -463,8 +463,9 @@ class RestartTests(RedisTestCase):
     def test_records_and_scripts_work_after_a_restart(self) -> Any:
         node = yield self.node("node-a")
         record = yield self.admitted(node)
+        generation = yield node.subscription()
         self.server.restart()
-        yield node.subscription(after=(yield node.subscription()), timeout=15)  # reconnected
+        yield node.subscription(after=generation, timeout=15)  # reconnected
         second = yield self.admitted(node, entry_record(ref="r2"))
         listed = yield node.session_records("s1")
         self.assertEqual([r.entry for r in listed], [record.entry, second.entry])
