@@ -119,8 +119,14 @@ class Entry:
         self.claimed_until: float | None = None
         #: The application cancelled the entry while a request held it: drop it once the claim ends.
         self.cancel_pending = False
-        #: None after a restart, until :meth:`rebuild_hash` reads the stored bytes again.
+        #: What the store needs to continue the entry elsewhere (an S3 upload id and parts), from its writer.
+        self.store_state: dict[str, Any] | None = None
+        #: The node that owns the entry in a cluster ("" in one process).
+        self.server = ""
+        #: None after a restart, until :meth:`rebuild_hash` reads the stored bytes again, or for good once
+        #: :meth:`hash_from_store` said the digest is computed from the stored object at the end.
         self._hash: Any = hashlib.sha256()
+        self._hash_from_store = False
         self._head: bytearray | None = bytearray()
 
     @classmethod
@@ -137,6 +143,11 @@ class Entry:
         entry.relative_path = record.relative_path
         entry.fingerprint = record.fingerprint
         entry.deadline = record.deadline
+        entry.path = record.location
+        entry.store_state = record.store
+        entry.claimed_until = record.claimed_until
+        entry.cancel_pending = record.cancel_pending
+        entry.server = record.server
         entry._hash = None
         return entry
 
@@ -150,12 +161,46 @@ class Entry:
                            sha256=self.sha256, error=self.error.value if self.error else None,
                            message=self.error_message, detected_type=self.detected_type,
                            relative_path=self.relative_path, fingerprint=self.fingerprint,
-                           deadline=self.deadline)
+                           deadline=self.deadline, location=self.path, store=self._store_state(),
+                           claimed_until=self.claimed_until, cancel_pending=self.cancel_pending,
+                           server=self.server)
+
+    def _store_state(self) -> dict[str, Any] | None:
+        writer_state = getattr(self.writer, "state", None)
+        if writer_state is not None:
+            self.store_state = writer_state() or None
+        return self.store_state
 
     @property
     def needs_hash_rebuild(self) -> bool:
         """Whether the running hash died with an earlier process and must be rebuilt from the stored bytes."""
-        return self._hash is None
+        return self._hash is None and not self._hash_from_store
+
+    @property
+    def hashed_by_store(self) -> bool:
+        """Whether the SHA-256 is to be computed from the stored object once complete (see hash_from_store)."""
+        return self._hash_from_store
+
+    def restart_at(self, offset: int) -> None:
+        """Continue from ``offset`` with no stored bytes to read back (see hash_from_store): from the start a
+        fresh hash and head check; past it the digest comes from the stored object at the end."""
+        self.received = offset
+        if offset == 0:
+            self._hash, self._hash_from_store, self._head = hashlib.sha256(), False, bytearray()
+        else:
+            self.hash_from_store()
+            if offset >= min(HEAD_BYTES, self.client_size):
+                self._head = None  # checked by the node that received those bytes
+
+    def forget_hash(self) -> None:
+        """The stored bytes changed under this copy (another process wrote them): rebuild the hash from them."""
+        self._hash, self._hash_from_store = None, False
+
+    def hash_from_store(self) -> None:
+        """Give up the running hash: the stored bytes cannot be read back before the entry is complete (an S3
+        multipart upload taken over from a dead node), so the digest is computed from the finished object."""
+        self._hash = None
+        self._hash_from_store = True
 
     def rebuild_hash(self, stored: BinaryIO, received: int) -> None:
         """Hash the first ``received`` stored bytes again (and the head, if it was not complete yet)."""
@@ -208,7 +253,9 @@ class Entry:
         except OSError as error:
             message = f"could not store {self.client_name}: {error.strerror}"
             raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
-        self._hash.update(payload)
+        digest = self._hash
+        if digest is not None:
+            digest.update(payload)
         self.received += size
         return self.received == self.client_size
 
@@ -218,14 +265,23 @@ class Entry:
 
     def finish(self) -> None:
         """Close the stored file once every byte arrived (also the path for zero-byte files)."""
-        if self._head is not None:
-            self._check_head()
+        self.check_whole_head()
         assert self.writer is not None
         try:
-            self.path = self.writer.close()
+            location = self.writer.close()
         except OSError as error:
             message = f"could not store {self.client_name}: {error.strerror}"
             raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
+        self.completed_at(location)
+
+    def check_whole_head(self) -> None:
+        """Check the content of a file shorter than the head (its head check waited for more bytes)."""
+        if self._head is not None:
+            self._check_head()
+
+    def completed_at(self, location: str, sha256: str | None = None) -> None:
+        """The store holds every byte at ``location``; ``sha256`` when it was computed from the stored object."""
+        self.path = location
         self.writer = None
-        self.sha256 = self._hash.hexdigest()
+        self.sha256 = sha256 or (self._hash.hexdigest() if self._hash is not None else None)
         self.status = EntryStatus.COMPLETE

@@ -57,6 +57,14 @@ class EntryRecord:
     detected_type: str | None = None
     relative_path: str | None = None
     fingerprint: Any = None
+    #: Where a complete entry's bytes are (a path, or ``s3://bucket/key``); None before it is complete.
+    location: str | None = None
+    #: The writer's resumable state (an S3 upload id and its parts), so another process can continue the entry.
+    store: dict[str, Any] | None = None
+    #: Until when (registry clock) a consuming request holds the entry; None when unclaimed.
+    claimed_until: float | None = None
+    #: The application cancelled the entry while a request held it: it goes when the claim ends.
+    cancel_pending: bool = False
     #: Absolute time (registry clock) after which the entry may be deleted; None while it is being streamed.
     deadline: float | None = None
     #: The id of the server that owns the entry (whose lock must be free before another server takes it over).

@@ -403,6 +403,9 @@ class UploadRegistry:
                       if entry.status in ADOPTABLE_STATES and entry.slot_name in into.slots]
         return found[:MAX_ADOPTABLE]
 
+    #: :meth:`adoptable` as known here and now (a cluster registry's ``adoptable`` asks Redis first).
+    adoptable_now = adoptable
+
     def entry_ids(self, session_id: str) -> set[int]:
         """The ids of a session's unconsumed entries (empty for an unknown session)."""
         session = self.sessions.get(session_id)

@@ -10,20 +10,34 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 log = Logger()
 
 
 
 class IEntryWriter(Interface):
-    """Receives one entry's bytes in order."""
+    """Receives one entry's bytes in order.
+
+    ``suspend``, ``close`` and ``abort`` return their result or a Deferred of it (a remote store finishes in a
+    thread); callers wrap them in ``maybeDeferred`` where they must wait. ``write`` never waits on anything but the
+    local disk.
+    """
+
+    durable = Attribute("Bytes a resume (by this or another process) can recover; acknowledgements never exceed it.")
+    pending = Attribute("Bytes written but not durable yet (the connection stops reading while this is large).")
 
     def write(data: bytes) -> None:  # type: ignore[misc]
         """Append ``data``; raise ``OSError`` when the bytes cannot be kept."""
+
+    def watch(callback: Callable[[int], None]) -> None:  # type: ignore[misc]
+        """Call ``callback(durable)`` in the reactor thread whenever ``durable`` grows after a ``write`` returned."""
+
+    def state() -> dict[str, Any]:  # type: ignore[misc]
+        """What another process needs to continue this entry (kept in its record); empty for local files."""
 
     def suspend() -> None:  # type: ignore[misc]
         """Release the open file but keep the bytes (a paused entry holds no file descriptor)."""
@@ -84,7 +98,11 @@ class TempFileWriter:
     dying (``kill -9``); only a power loss can take bytes that were not yet synced.
     """
 
+    #: Bytes written never wait for anything: nothing is pending, everything written is what a resume finds.
+    pending = 0
+
     def __init__(self, directory: Path, entry_id: int, offset: int | None = None) -> None:
+        self.durable = offset or 0
         self._final = directory / str(entry_id)
         self._partial = directory / f"{entry_id}.part"
         if offset is None:
@@ -102,6 +120,13 @@ class TempFileWriter:
         while view:
             written = file.write(view)
             view = view[written:]
+        self.durable += len(data)
+
+    def watch(self, callback: Callable[[int], None]) -> None:
+        """Never called back: ``durable`` already grew when ``write`` returned."""
+
+    def state(self) -> dict[str, Any]:
+        return {}
 
     def suspend(self) -> None:
         self._file.close()
