@@ -142,7 +142,9 @@ def attempt():
         except botocore.exceptions.ClientError as e:
             if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
-        s3.head_bucket(Bucket=bucket)
+        # the gateway answers before the volume server registered: only a written object proves it is ready
+        s3.put_object(Bucket=bucket, Key=".cluster-probe", Body=b"probe")
+        s3.delete_object(Bucket=bucket, Key=".cluster-probe")
         return True
     raise SystemExit(f"unknown probe {kind}")
 
@@ -256,9 +258,12 @@ EOF
   launch redis "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --dir "$dir/redis" --save "" --appendonly no \
     --daemonize no --protected-mode yes
   # SeaweedFS in one process; every port it opens is given, so nothing binds outside loopback or collides.
-  launch weed "$root/.venv/bin/weed" server -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+  # TMPDIR: weed puts its gRPC unix sockets there; telemetry off (nothing leaves the machine); -volume.max=0 sizes
+  # the volume count from the free disk; -volume.preStopSeconds=0 lets TERM stop it at once (the default waits 10 s).
+  launch weed env TMPDIR="$dir/weed" "$root/.venv/bin/weed" -logdir="$dir/weed" server -dir="$dir/weed" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
     -master.port="${ports[6]}" -master.port.grpc="${ports[7]}" -master.volumeSizeLimitMB=256 \
-    -volume.port="${ports[8]}" -volume.port.grpc="${ports[9]}" -volume.max=8 \
+    -volume.port="${ports[8]}" -volume.port.grpc="${ports[9]}" -volume.max=0 -volume.preStopSeconds=0 \
     -filer -filer.port="${ports[10]}" -filer.port.grpc="${ports[11]}" -filer.localSocket="$dir/weed/filer.sock" \
     -s3 -s3.port="$s3_port" -s3.port.grpc="${ports[12]}" -s3.port.iceberg=0 -s3.port.lance=0 \
     -s3.config="$dir/weed/s3.json" -s3.localSocket="$dir/weed/s3.sock"
