@@ -258,15 +258,16 @@ EOF
   launch redis "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --dir "$dir/redis" --save "" --appendonly no \
     --daemonize no --protected-mode yes
   # SeaweedFS in one process; every port it opens is given, so nothing binds outside loopback or collides.
-  # TMPDIR: weed puts its gRPC unix sockets there; telemetry off (nothing leaves the machine); -volume.max=0 sizes
-  # the volume count from the free disk; -volume.preStopSeconds=0 lets TERM stop it at once (the default waits 10 s).
-  launch weed env TMPDIR="$dir/weed" "$root/.venv/bin/weed" -logdir="$dir/weed" server -dir="$dir/weed" \
+  # Telemetry off (nothing leaves the machine); -volume.max=0 sizes the volume count from the free disk;
+  # -volume.preStopSeconds=0 lets TERM stop it at once (the default waits 10 s). Its unix sockets keep their
+  # defaults, /tmp/seaweedfs-*-<port>.sock: unique by port, and DIR may be too long a path for a socket.
+  launch weed "$root/.venv/bin/weed" -logdir="$dir/weed" server -dir="$dir/weed" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
     -master.port="${ports[6]}" -master.port.grpc="${ports[7]}" -master.volumeSizeLimitMB=256 \
     -volume.port="${ports[8]}" -volume.port.grpc="${ports[9]}" -volume.max=0 -volume.preStopSeconds=0 \
-    -filer -filer.port="${ports[10]}" -filer.port.grpc="${ports[11]}" -filer.localSocket="$dir/weed/filer.sock" \
+    -filer -filer.port="${ports[10]}" -filer.port.grpc="${ports[11]}" \
     -s3 -s3.port="$s3_port" -s3.port.grpc="${ports[12]}" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -s3.config="$dir/weed/s3.json" -s3.localSocket="$dir/weed/s3.sock"
+    -s3.config="$dir/weed/s3.json"
   wait_for redis redis "$redis_port"
   wait_for weed s3bucket "$CLUSTER_S3_ENDPOINT" "$bucket" "$access_key" "$secret_key"
 
