@@ -9,16 +9,22 @@ and is skipped, saying so, where that mode does not exist yet.
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
@@ -30,6 +36,7 @@ from twisted_uploads.service import UploadServer
 from twisted_uploads.slots import SlotConfig
 from twisted_uploads.tokens import HMACTokenVerifier, make_token
 
+from .django_shim.files import png_bytes
 from .engines.haproxy import HAPROXY_TEMPLATE, HAProxy, Nginx, find_tool, haproxy_config, nginx_config
 from .support import sha256, stored_files
 
@@ -224,8 +231,36 @@ def _node_mode_missing() -> str | None:
     return None
 
 
+class _Browser:
+    """urllib with a cookie jar (blocking: call it in a thread)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookies(self) -> dict[str, str]:
+        return {cookie.name: cookie.value or "" for cookie in self.jar}
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self._open(urllib.request.Request(self.base + path))
+
+    def post(self, path: str, fields: dict[str, str], headers: dict[str, str]) -> tuple[int, bytes]:
+        return self._open(urllib.request.Request(self.base + path, data=urllib.parse.urlencode(fields).encode(),
+                                                 headers=headers, method="POST"))
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, bytes]:
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+
 class ClusterScriptTests(unittest.TestCase):
     """scripts/cluster.sh with the real engines."""
+
+    timeout = 400
 
     def setUp(self) -> None:
         _require("redis-server")
@@ -268,12 +303,39 @@ class ClusterScriptTests(unittest.TestCase):
         self.assertLessEqual({"redis", "weed"}, set(recorded), result.stderr)
         self.assertEqual([name for name, pid in recorded.items() if _alive(pid)], [])
 
-    def _start_and_stop(self, front: str) -> None:
+    @inlineCallbacks
+    def _save_an_avatar(self, base: str) -> Any:
+        """The seed's avatar example through BASE, as a browser does it: the page from a gunicorn worker, the
+        upload over the proxy's WebSocket to a node (S3), the save by a worker; the saved file has the bytes."""
+        browser = _Browser(base)
+        status, body = yield threads.deferToThread(browser.get, "/profile/")
+        self.assertEqual(status, 200, body[:300])
+        page = body.decode()
+        config = json.loads(html.unescape(re.search(r'data-dj-uploads="([^"]+)"', page).group(1)))
+        view_id = re.search(r'data-dj-view="([^"]+)"', page).group(1)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        source = Path(self.mktemp())
+        source.write_bytes(png_bytes(pad_to=300_000))
+        ws_url = base.replace("http://", "ws://") + config["url"]
+        cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies().items())
+        client = UploadClient(ws_url, config["token"], origin=base, headers={"Cookie": cookie}, max_retries=2)
+        [result] = yield client.upload([FileUpload.from_path(source, "avatar", name="through-base.png")])
+        self.assertTrue(result.ok, result)
+        status, body = yield threads.deferToThread(
+            browser.post, "/profile/", {"dj_view": view_id, "dj_event": "save_avatar", "csrfmiddlewaretoken": csrf},
+            {"X-DJ-Request": "1", "X-CSRFToken": csrf, "Referer": base + "/profile/"})
+        self.assertEqual(status, 200, body[:500])
+        self.assertIn(b'src="/media/avatars/through-base', body)
+        [saved] = list((self.dir / "media" / "avatars").glob("through-base*.png"))
+        self.assertEqual(saved.read_bytes(), source.read_bytes())
+
+    @inlineCallbacks
+    def _start_and_stop(self, front: str) -> Any:
         missing = _node_mode_missing()
         if missing:
             raise unittest.SkipTest(missing)
-        result = _run(["bash", str(SCRIPT), "start", str(self.dir)], START_LIMIT,
-                      {"FRONT": front, "CLUSTER_START_TIMEOUT": "180"})
+        result = yield threads.deferToThread(_run, ["bash", str(SCRIPT), "start", str(self.dir)], START_LIMIT,
+                                             {"FRONT": front, "CLUSTER_START_TIMEOUT": "180"})
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         last = result.stdout.strip().splitlines()[-1]
         self.assertRegex(last, r"^BASE=http://127\.0\.0\.1:\d+$")
@@ -282,18 +344,19 @@ class ClusterScriptTests(unittest.TestCase):
         self.assertEqual(set(recorded), {"redis", "weed", "node1", "node2", "web", "front"})
         everything = [pid for pid in recorded.values()] + [d for pid in recorded.values() for d in _descendants(pid)]
         self.assertEqual([pid for pid in everything if not _alive(pid)], [])
-        for path in ("/", "/profile/", "/static/twisted_uploads/uploads.js"):
+        for path in ("/", "/gallery/", "/docs/", "/static/twisted_uploads/uploads.js"):
             with urllib.request.urlopen(base + path, timeout=30) as response:
                 self.assertEqual(response.status, 200, path)
-        stopped = _run(["bash", str(SCRIPT), "stop", str(self.dir)], STOP_LIMIT)
+        yield self._save_an_avatar(base)
+        stopped = yield threads.deferToThread(_run, ["bash", str(SCRIPT), "stop", str(self.dir)], STOP_LIMIT)
         self.assertEqual(stopped.returncode, 0, stopped.stderr)
         self.assertEqual([pid for pid in everything if _alive(pid)], [])
         with self.assertRaises(OSError):
             urllib.request.urlopen(base + "/", timeout=5)
 
-    def test_start_prints_base_and_stop_leaves_nothing_haproxy(self) -> None:
-        self._start_and_stop("haproxy")
+    def test_start_prints_base_and_stop_leaves_nothing_haproxy(self) -> Any:
+        return self._start_and_stop("haproxy")
 
-    def test_start_prints_base_and_stop_leaves_nothing_nginx(self) -> None:
-        self._start_and_stop("nginx")
+    def test_start_prints_base_and_stop_leaves_nothing_nginx(self) -> Any:
+        return self._start_and_stop("nginx")
 
