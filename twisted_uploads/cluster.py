@@ -527,20 +527,20 @@ class ClusterRegistry(UploadRegistry):
         except UploadError as error:
             return fail(error)
 
-        def cancelled(record: EntryRecord) -> EntryInfo:
+        def cancelled(cancellation: Any) -> EntryInfo:
+            record = cancellation.record
             session = self.sessions.get(session_id)
             entry = session.entries.get(record.entry) if session is not None else None
-            if not record.cancel_pending:
-                if entry is not None and self._streamed_here(entry) and not entry.status.finished:
-                    UploadRegistry.cancel_entry(self, session, entry)  # type: ignore[arg-type]
-                else:
-                    self._delete_bytes(record)
-                    if entry is not None and session is not None:
-                        self._drop_local(session, entry)
-            info = Entry.from_record(record).info()
-            return info
+            if entry is not None and session is not None and cancellation.outcome in ("removed", "cancelled"):
+                if self._streamed_here(entry) and not entry.status.finished:
+                    UploadRegistry.cancel_entry(self, session, entry)  # our own stream: its bytes go here
+                elif cancellation.outcome == "removed":
+                    self._drop_local(session, entry)
+            if cancellation.outcome == "removed" and not (entry is not None and self._streamed_here(entry)):
+                self._delete_bytes(record)  # streaming elsewhere ("cancelled"): that node deletes them
+            return Entry.from_record(record).info()
 
-        return state.cancel(session_id, ref_or_entry_id).addCallback(cancelled)
+        return state.cancel_entry(session_id, ref_or_entry_id, now=self.clock.seconds()).addCallback(cancelled)
 
     def _expire_after(self, session: UploadSession, entry: Entry, seconds: float, *, persist: bool = True) -> None:
         if seconds <= 0:
@@ -586,7 +586,19 @@ class ClusterRegistry(UploadRegistry):
                 log.warn("Could not sweep expired uploads: {error}", error=result.getErrorMessage())
             sweeping.callback(None)
 
-        return self.state.take_due(self.clock.seconds()).addCallback(due).addBoth(finished)
+        def orphans(records: list[EntryRecord]) -> None:
+            # Entries a dead node was streaming have no deadline: they become paused here, with a full grace
+            # (when the node died is not known), for their client to resume on any node.
+            now = self.clock.seconds()
+            for record in records:
+                record.status = EntryStatus.PAUSED.value
+                record.deadline = now + self.resume_grace
+                record.server = self.node_id
+                self.records.save(record)
+
+        state = self.state
+        return state.take_due(self.clock.seconds()).addCallback(due).addCallback(
+            lambda _: state.take_orphans()).addCallback(orphans).addBoth(finished)
 
     def _delete_bytes(self, record: EntryRecord) -> None:
         """Delete a record's bytes wherever they are (complete object, S3 upload in progress, partial file)."""
