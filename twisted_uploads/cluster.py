@@ -397,8 +397,23 @@ class ClusterRegistry(UploadRegistry):
         self.open_files += 1
 
     def _wrap_writer(self, session: UploadSession, entry: Entry) -> None:
-        if self.remote_store and entry.writer is not None and not isinstance(entry.writer, RecordedWriter):
-            entry.writer = RecordedWriter(entry.writer, lambda: self.records.save(entry.to_record(session.session_id)))
+        writer = entry.writer
+        if not self.remote_store or writer is None or isinstance(writer, RecordedWriter):
+            return
+        entry.writer = RecordedWriter(writer, lambda: self.records.save(entry.to_record(session.session_id)))
+        on_failure = getattr(writer, "on_failure", None)
+        if on_failure is not None:
+            on_failure(lambda error: self._store_failed(session, entry, writer, error))
+
+    def _store_failed(self, session: UploadSession, entry: Entry, writer: Any, error: UploadError) -> None:
+        """A part could not be stored (the store is down): the entry fails now, its client is told."""
+        current = entry.writer
+        if not isinstance(current, RecordedWriter) or current.inner is not writer or entry.status.finished:
+            return
+        log.warn("Upload {name} failed in the store: {error}", name=entry.client_name, error=error.message)
+        self.fail(session, entry, error)
+        if entry.owner is not None:
+            entry.owner.entry_changed(entry)
 
     def adoptable(self, session_ids: Iterable[str], into: UploadSession) -> Any:  # type: ignore[override]
         """Paused entries of the user's earlier pages, as Redis has them (loaded here for ``adopt``)."""
