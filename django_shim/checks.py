@@ -282,10 +282,13 @@ def _s3_has_credentials(options: dict[str, Any]) -> bool:
         return True
     try:
         import boto3
+        from botocore.exceptions import BotoCoreError
     except ImportError:
         return True  # E014 reports the missing client library with the store's own words
-    session = boto3.session.Session(profile_name=options.get("profile_name"))
-    return session.get_credentials() is not None
+    try:
+        return boto3.session.Session().get_credentials() is not None
+    except BotoCoreError:  # e.g. AWS_PROFILE names a profile that does not exist: no credentials either
+        return False
 
 
 @register(TAG)
