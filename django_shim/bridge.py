@@ -184,6 +184,14 @@ class IndexBridge(UploadBridge):
     def _target(self) -> Any:
         return self.index
 
+    def close(self) -> None:
+        """Close the index's Redis connections (from a Django thread; the process's bridge is forgotten)."""
+        global _own
+        with _lock:
+            if _own is not None and _own[1] is self:
+                _own = None
+        self.call(self.index.close)
+
 
 class UnavailableBridge(UploadBridge):
     """The bridge of a process whose upload server could not start: every call raises the reason, at once."""

@@ -126,7 +126,9 @@ class ScaleOutModeTests(ModeTestCase):
             if find_spec("twisted_uploads.clusterindex") is not None:
                 found = yield in_thread(lambda: bridge.get_bridge().list_entries("s"))
                 self.assertEqual(found, [])
-                self.assertIsInstance(bridge.get_bridge(), bridge.IndexBridge)
+                own = bridge.get_bridge()
+                self.assertIsInstance(own, bridge.IndexBridge)
+                self.addCleanup(in_thread, own.close)
             else:  # the cluster index is not installed: the call says exactly that
                 error = yield self.assertFailure(in_thread(bridge.get_bridge), bridge.BridgeNotConfigured)
                 self.assertIn("cluster", str(error))
@@ -143,6 +145,7 @@ class ScaleOutModeTests(ModeTestCase):
             self.assertEqual(error.code.value, "registry_unavailable")
         with override_settings(UPLOADS_REDIS_URL=self.redis.url, UPLOADS_STORAGE=self.shared):
             self.assertEqual((yield in_thread(lambda: bridge.get_bridge().list_entries("s"))), [])
+            self.addCleanup(in_thread, bridge.get_bridge().close)
 
 
 class NodeModeTests(unittest.TestCase):

@@ -30,21 +30,21 @@ from .support import Holder, RedisServer, ServerProcess, free_port, get_json, gu
 
 
 def probe_both(server: ServerProcess) -> tuple[dict, dict, set[int]]:
-    """Ask the upload server from one worker, then (that one held busy) from the other; return both answers."""
+    """Ask the upload server from one worker, then from the other; return both answers and the worker pids.
+
+    Two holders occupy both sync workers; releasing one leaves exactly one worker free for the next request.
+    """
     wait_for_port(server.port, server.process)
     workers = wait_for_children(server.pid, 2)
-    first = get_json(server.base + "/probe/")
-    holder = Holder(server.base)
-    try:
-        second = get_json(server.base + "/probe/") if holder.pid == first["pid"] else None
-    finally:
-        holder.release()
-    if second is None:  # the holder landed on the other worker: hold the first one's sibling instead
-        holder = Holder(server.base)
-        try:
-            second = get_json(server.base + "/probe/")
-        finally:
-            holder.release()
+    first_holder = Holder(server.base)
+    second_holder = Holder(server.base)  # necessarily the other worker: the first one is busy
+    first_holder.release()
+    first = get_json(server.base + "/probe/")  # the only free worker: the first holder's
+    again = Holder(server.base)  # that worker again, the other one still being held
+    second_holder.release()
+    second = get_json(server.base + "/probe/")  # the second holder's worker
+    again.release()
+    assert first["pid"] == first_holder.pid and second["pid"] == second_holder.pid, (first, second)
     return first, second, workers
 
 
