@@ -7,7 +7,7 @@ id                         problem
                            or an ``UPLOADS_SECRET`` shorter than 16 characters)
 ``twisted_uploads.E002``   an impossible limit (a TTL or timeout that is not a positive number…)
 ``twisted_uploads.E003``   ``UPLOADS_WS_URL`` is neither a path nor a ``ws://`` / ``wss://`` URL
-``twisted_uploads.E004``   runserver with no WebSocket endpoint (``UPLOADS_STANDALONE_LISTEN = None``)
+``twisted_uploads.E004``   runserver with no WebSocket endpoint (``UPLOADS_STANDALONE_LISTEN = None``, single-process mode)
 ``twisted_uploads.E005``   ``UPLOADS_STANDALONE_LISTEN`` is not a Twisted server endpoint description
 ``twisted_uploads.E006``   sessions are not enabled (view state and token binding live in the session)
 ``twisted_uploads.E007``   ``UPLOADS_DIR`` cannot be created or written
@@ -121,7 +121,7 @@ def check_websocket_endpoint(app_configs: Any = None, **kwargs: Any) -> list[Che
                               hint="Use a path served by twistd (the default '/uploads/ws') or a full "
                                    "ws:// or wss:// URL.", id="twisted_uploads.E003"))
     running_runserver = len(sys.argv) > 1 and sys.argv[1] == "runserver"
-    if running_runserver and not config.standalone_listen and not parts.scheme:
+    if running_runserver and not config.standalone_listen and not parts.scheme and not config.scale_out:
         problems.append(Error("runserver serves no upload WebSocket: UPLOADS_STANDALONE_LISTEN is None and "
                               "UPLOADS_WS_URL is a path on runserver's own port, which cannot serve it.",
                               hint="Set UPLOADS_STANDALONE_LISTEN (e.g. 'tcp:8001'), or serve the project with "

@@ -23,7 +23,8 @@ UPLOADS_STANDALONE_LISTEN = f"tcp:{os.environ.get('TU_WS_PORT', '0')}:interface=
 if os.environ.get("TU_REDIS_URL"):
     UPLOADS_REDIS_URL = os.environ["TU_REDIS_URL"]
     UPLOADS_STORAGE = str(SCRATCH / "shared")
-    del UPLOADS_STANDALONE_LISTEN  # scale-out ignores it (check W003)
+    if not os.environ.get("TU_KEEP_LISTEN"):
+        del UPLOADS_STANDALONE_LISTEN  # scale-out ignores it (check W003 says so)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -144,7 +144,7 @@ class ServerProcess:
     """A server started in a scratch directory with the test site's settings; stopped by its pid."""
 
     def __init__(self, argv: list[str], *, port: int, ws_port: int | None = None, redis_url: str | None = None,
-                 scratch: Path | None = None) -> None:
+                 scratch: Path | None = None, keep_listen: bool = False) -> None:
         self.scratch = scratch or Path(tempfile.mkdtemp(prefix="tu-gunicorn-"))
         (self.scratch / "shared").mkdir(exist_ok=True)
         self.port = port
@@ -154,6 +154,8 @@ class ServerProcess:
         env.pop("TU_REDIS_URL", None)
         if redis_url:
             env["TU_REDIS_URL"] = redis_url
+        if keep_listen:
+            env["TU_KEEP_LISTEN"] = "1"
         self.log_path = self.scratch / "server.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(argv, cwd=str(self.scratch), env=env, stdout=self._log,
@@ -199,6 +201,13 @@ def uvicorn(workers: int = 1, **kwargs: Any) -> ServerProcess:
     port = free_port()
     argv = [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
             "tests.gunicorn.asgi:application"]
+    return ServerProcess(argv, port=port, **kwargs)
+
+
+def runserver(**kwargs: Any) -> ServerProcess:
+    """``manage.py runserver`` (with its autoreloader: a watcher parent and a serving child) on a free port."""
+    port = free_port()
+    argv = [sys.executable, str(REPO / "demo" / "manage.py"), "runserver", f"127.0.0.1:{port}"]
     return ServerProcess(argv, port=port, **kwargs)
 
 
