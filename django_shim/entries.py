@@ -104,7 +104,11 @@ def reading_store() -> Any:
 def open_location(location: str) -> BinaryIO:
     """A readable file over a complete entry's bytes: the local file, or the store's stream of the object."""
     if is_remote(location):
-        return reading_store().open_read(location)  # type: ignore[no-any-return]
+        store = reading_store()
+        if not hasattr(store, "open_read"):
+            raise RuntimeError(f"upload {location} is in an object store, but UPLOADS_STORAGE names none that can "
+                               "read it: Django and the upload nodes need the same UPLOADS_STORAGE")
+        return store.open_read(location)  # type: ignore[no-any-return]
     return open(location, "rb")  # noqa: SIM115 - the caller closes it
 
 

@@ -144,19 +144,20 @@ class ServerProcess:
     """A server started in a scratch directory with the test site's settings; stopped by its pid."""
 
     def __init__(self, argv: list[str], *, port: int, ws_port: int | None = None, redis_url: str | None = None,
-                 scratch: Path | None = None, keep_listen: bool = False) -> None:
+                 scratch: Path | None = None, keep_listen: bool = False, page_origin: str | None = None) -> None:
+        self._own_scratch = scratch is None
         self.scratch = scratch or Path(tempfile.mkdtemp(prefix="tu-gunicorn-"))
         (self.scratch / "shared").mkdir(exist_ok=True)
         self.port = port
         env = {**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "tests.gunicorn.site",
                "TU_SCRATCH": str(self.scratch), "TU_WS_PORT": str(ws_port or 0), "PYTHONUNBUFFERED": "1",
-               "TU_PAGE_ORIGIN": f"http://127.0.0.1:{port}"}
+               "TU_PAGE_ORIGIN": page_origin or f"http://127.0.0.1:{port}"}
         env.pop("TU_REDIS_URL", None)
         if redis_url:
             env["TU_REDIS_URL"] = redis_url
         if keep_listen:
             env["TU_KEEP_LISTEN"] = "1"
-        self.log_path = self.scratch / "server.log"
+        self.log_path = self.scratch / f"server-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(argv, cwd=str(self.scratch), env=env, stdout=self._log,
                                         stderr=subprocess.STDOUT)
@@ -184,7 +185,8 @@ class ServerProcess:
             except ProcessLookupError:
                 pass
         self._log.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self._own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def gunicorn(workers: int, *, preload: bool = False, **kwargs: Any) -> ServerProcess:
