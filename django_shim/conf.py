@@ -23,7 +23,8 @@ setting                        default                                     meani
                                                                            consumed
 ``UPLOADS_STANDALONE_LISTEN``  ``"tcp:8001:interface=127.0.0.1"``          endpoint of the WebSocket listener
                                                                            started under runserver / another
-                                                                           WSGI server (``None``: never start)
+                                                                           WSGI server (``None``: never start);
+                                                                           ignored in scale-out mode
 ``UPLOADS_MAX_VIEWS``          ``20``                                      view states kept per Django session
 ``UPLOADS_PAGE_TEMPLATE``      ``"django_shim/page.html"``                 page that wraps a fragment template
 ``UPLOADS_SERVE_MEDIA``        ``DEBUG``                                   twistd serves ``MEDIA_ROOT`` at
