@@ -169,6 +169,35 @@ class DurableTests(EngineTestCase):
         yield writer.abort()
 
     @defer.inlineCallbacks
+    def test_at_most_two_parts_upload_at_once_and_each_part_once(self):
+        import threading
+        lock = threading.Lock()
+        uploading: list[int] = []
+        started: list[int] = []
+        most = [0]
+
+        # boto3's own event hooks on the store's client, called in the upload threads around each UploadPart.
+        def before(params: dict[str, Any], context: dict[str, Any], **_kwargs: Any) -> None:
+            context["part_number"] = params["PartNumber"]
+            with lock:
+                uploading.append(params["PartNumber"])
+                started.append(params["PartNumber"])
+                most[0] = max(most[0], len(uploading))
+
+        def after(context: dict[str, Any], **_kwargs: Any) -> None:
+            with lock:
+                uploading.remove(context["part_number"])
+
+        self.store.client.meta.events.register("provide-client-params.s3.UploadPart", before)
+        self.store.client.meta.events.register("after-call.s3.UploadPart", after)
+        writer = self.store.open("session", 1)
+        writer.write(payload(6 * PART))
+        yield durable_reaches(writer, 6 * PART)
+        self.assertEqual(sorted(started), [1, 2, 3, 4, 5, 6])
+        self.assertLessEqual(most[0], 2)
+        yield writer.abort()
+
+    @defer.inlineCallbacks
     def test_watch_callbacks_run_in_the_reactor_thread(self):
         import threading
         writer = self.store.open("session", 1)
@@ -439,8 +468,16 @@ class OpenReadTests(EngineTestCase):
             self.in_thread(lambda: self.store.open_read(f"s3://{self.bucket}/uploads/none")), FileNotFoundError)
         self.assertIn("uploads/none", str(error))
 
-    def test_open_read_returns_an_s3_read_file(self):
-        self.assertTrue(issubclass(S3ReadFile, __import__("io").RawIOBase))
+    @defer.inlineCallbacks
+    def test_open_read_gives_the_size_and_the_key_as_name(self):
+        location = yield self.stored(b"0123456789")
+
+        def describe() -> tuple[bool, int, str]:
+            with self.store.open_read(location) as file:
+                return isinstance(file, S3ReadFile), file.size, file.name
+
+        kind, size, name = yield self.in_thread(describe)
+        self.assertEqual((kind, size, name), (True, 10, location_info(location)["key"]))
 
 
 class OutageTests(EngineTestCase):
@@ -519,6 +556,20 @@ class CheckTests(EngineTestCase):
         self.assertIn("secret key does not match", messages["secret"])
         self.assertIn("cannot be reached", messages["down"])
         self.assertEqual(len(set(messages.values())), 4)
+
+    @defer.inlineCallbacks
+    def test_missing_credentials_say_where_to_set_them(self):
+        # Nothing in the environment or config files, and no instance metadata lookup (loopback only).
+        nowhere = self.mktemp()
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        environment.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere, AWS_EC2_METADATA_DISABLED="true")
+        self.patch(os, "environ", environment)
+        options = self.engine.client_options()
+        del options["aws_access_key_id"], options["aws_secret_access_key"]
+        store = S3Store(self.bucket, client_options=options, spool_dir=self.spool)
+        self.addCleanup(store.stop)
+        message = yield self.check_error(store)
+        self.assertIn("no S3 credentials", message)
 
     @defer.inlineCallbacks
     def test_an_endpoint_that_never_answers_times_out_instead_of_hanging(self):

@@ -60,7 +60,7 @@ MIN_PART_SIZE = 5 * MiB
 #: Parts of one writer uploading at once: two keep the pipe full while one is being acknowledged.
 MAX_PARTS_IN_FLIGHT = 2
 #: boto3's behaviour when the store is down or slow: fail in seconds, never hang.
-DEFAULT_CLIENT_CONFIG = dict(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+DEFAULT_CLIENT_CONFIG = dict(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 SCHEME = "s3://"
 
 T = TypeVar("T")
@@ -288,7 +288,7 @@ class S3Store:
     def open_read(self, location: str) -> "S3ReadFile":
         """SYNC (for Django threads): a readable, streaming file of the object; FileNotFoundError when gone."""
         bucket, key = self._object(location)
-        return S3ReadFile(self, bucket, key)
+        return S3ReadFile(_S3Object(self, bucket, key))
 
     def check(self) -> "Deferred[None]":
         """The bucket exists and the credentials may list it, else UploadError(STORAGE_FAILED, what is wrong)."""
@@ -625,13 +625,26 @@ def _put_whole(client: Any, bucket: str, key: str, path: Path, upload_id: str | 
     path.unlink(missing_ok=True)
 
 
-class S3ReadFile(io.RawIOBase):
+class S3ReadFile(io.BufferedReader):
     """A stored object as a read-only, streaming file (what ``entry.file`` hands Django).
 
-    Reads stream from one GET (boto3's StreamingBody); ``seek`` is supported by starting a ranged GET at the new
-    position on the next read, so Django's ``File.chunks()`` (which seeks to 0) and libraries that peek and
-    rewind (Pillow) work without a local copy. ``size`` and ``name`` are what Django's ``File`` looks for.
+    Reads stream from one GET (boto3's StreamingBody) through a small buffer, so ``read(n)``, line iteration and
+    ``readline`` are cheap; ``seek`` starts a ranged GET at the new position on the next read, so Django's
+    ``File.chunks()`` (which seeks to 0) and libraries that peek and rewind (Pillow) work without a local copy.
+    ``size`` and ``name`` (the key) are what Django's ``File`` looks for.
     """
+
+    def __init__(self, raw: "_S3Object", buffer_size: int = 256 * 1024) -> None:
+        super().__init__(raw, buffer_size)
+
+    @property
+    def size(self) -> int:
+        """The object's length in bytes (from the GET's Content-Length)."""
+        return self.raw.size
+
+
+class _S3Object(io.RawIOBase):
+    """The raw, unbuffered side of :class:`S3ReadFile`: one GET at a time, reopened (ranged) after a seek."""
 
     def __init__(self, store: S3Store, bucket: str, key: str) -> None:
         super().__init__()

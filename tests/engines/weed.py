@@ -58,6 +58,15 @@ def _answers_http(port: int) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a killed run leaves no weed behind (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
     """Stop one process by its pid: TERM, then KILL if it has not gone within the deadline."""
     if process is None or process.poll() is not None:
@@ -110,6 +119,7 @@ class WeedEngine:
         try:
             return subprocess.Popen([self.binary, f"-logdir={self.directory}", *arguments], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory,
+                                    preexec_fn=_die_with_parent,
                                     env={**os.environ, "TMPDIR": str(self.directory)})
         finally:
             log.close()
