@@ -562,7 +562,8 @@ class CheckTests(EngineTestCase):
         # Nothing in the environment or config files, and no instance metadata lookup (loopback only).
         nowhere = self.mktemp()
         environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-        environment.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere, AWS_EC2_METADATA_DISABLED="true")
+        environment.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere,
+                           AWS_EC2_METADATA_DISABLED="true")
         self.patch(os, "environ", environment)
         options = self.engine.client_options()
         del options["aws_access_key_id"], options["aws_secret_access_key"]

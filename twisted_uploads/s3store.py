@@ -230,6 +230,8 @@ class S3Store:
                                         f"(the durable parts end at {boundaries})")
         if kept and not upload_id:
             raise OSError(errno.EINVAL, f"the store state of {key} lists parts but no upload id")
+        if state.get("bucket", self.bucket) != self.bucket:
+            raise OSError(errno.EINVAL, f"the upload of {key} is in bucket {state['bucket']!r}, not {self.bucket!r}")
         return S3Writer(self, key, entry_id, upload_id=upload_id, parts=kept, verify=bool(upload_id))
 
     # -- objects ----------------------------------------------------------------------------------------------
