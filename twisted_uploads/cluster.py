@@ -46,6 +46,9 @@ log = Logger()
 SWEEP_INTERVAL = 1.0
 #: Seconds a node waits before it tries Redis again after a failed connect at start-up.
 RECONNECT_DELAY = 2.0
+#: How often, and how far apart (seconds), a node tries to record a completed entry before giving up on it.
+COMPLETE_SAVE_ATTEMPTS = 5
+COMPLETE_SAVE_DELAY = 1.0
 
 
 def _unavailable() -> UploadError:
@@ -67,38 +70,47 @@ class RedisRecords:
         return state.node_id if state is not None else ""
 
     def _chain(self, key: tuple[str, int], step: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """Run ``step`` after the entry's previous save; the result fails when this save did (logged here)."""
         previous = self._last.get(key)
-        done: Deferred[Any] = Deferred()
+        settled: Deferred[None] = Deferred()  # never fails: the next save of the entry waits for it
+        outcome: Deferred[Any] = Deferred()
 
         def run(_: object = None) -> Deferred[Any]:
             return maybeDeferred(step)
 
         source = run() if previous is None else previous.addBoth(lambda _: run())
 
-        def settled(result: object) -> None:
-            if self._last.get(key) is done:
+        def done(result: object) -> None:
+            if self._last.get(key) is settled:
                 del self._last[key]
             if isinstance(result, Failure):
                 log.warn("Could not store the record of upload {entry}: {error}", entry=key[1],
                          error=result.getErrorMessage())
-            done.callback(None)
+            settled.callback(None)
+            outcome.callback(result) if not isinstance(result, Failure) else outcome.errback(result)
 
-        self._last[key] = done
-        source.addBoth(settled)
-        return done
+        self._last[key] = settled
+        source.addBoth(done)
+        return outcome
 
     def save(self, record: EntryRecord, durable: bool = True) -> Deferred[Any]:
+        """Save in order; a failure is logged (the registry's status changes need no answer)."""
+        return self.save_checked(record).addErrback(lambda failure: None)
+
+    def save_checked(self, record: EntryRecord) -> Deferred[Any]:
+        """Save in order; the Deferred fails when Redis did not take it (what must be known before an ack)."""
         state = self._registry.state
         record.server = self.server_id or record.server
         if state is None:
-            return succeed(None)
+            return fail(_unavailable())
         return self._chain((record.session, record.entry), lambda: state.save(record))
 
     def delete(self, session_id: str, entry_id: int) -> Deferred[Any]:
         state = self._registry.state
         if state is None:
             return succeed(None)
-        return self._chain((session_id, entry_id), lambda: state.delete(session_id, entry_id))
+        return self._chain((session_id, entry_id), lambda: state.delete(session_id, entry_id)).addErrback(
+            lambda failure: None)
 
     def flush(self, session_id: str, entry_id: int) -> Deferred[None]:
         """Fires once the entry's latest save or delete is done (failures were logged)."""
@@ -147,7 +159,9 @@ class RecordedWriter:
                 if self._callback is not None:
                     self._callback(durable)
 
-        self._save().addCallback(recorded)
+        # A save that failed (Redis down) acknowledges nothing: the next part's save names this one too, and a
+        # client that waits too long reconnects and resumes from what the record says.
+        self._save().addCallbacks(recorded, lambda failure: None)
 
     def watch(self, callback: Callable[[int], None]) -> None:
         self._callback = callback
@@ -400,7 +414,7 @@ class ClusterRegistry(UploadRegistry):
         writer = entry.writer
         if not self.remote_store or writer is None or isinstance(writer, RecordedWriter):
             return
-        entry.writer = RecordedWriter(writer, lambda: self.records.save(entry.to_record(session.session_id)))
+        entry.writer = RecordedWriter(writer, lambda: self.records.save_checked(entry.to_record(session.session_id)))
         on_failure = getattr(writer, "on_failure", None)
         if on_failure is not None:
             on_failure(lambda error: self._store_failed(session, entry, writer, error))
@@ -508,8 +522,9 @@ class ClusterRegistry(UploadRegistry):
             location, sha256 = result
             entry.completed_at(location, sha256)
             self._cancel_timeout(entry)
-            self._expire_after(session, entry, self.complete_ttl)
-            return self.records.flush(session.session_id, entry.entry_id).addCallback(lambda _: entry)
+            self._cancel_expiry(entry)
+            entry.deadline = self.clock.seconds() + self.complete_ttl
+            return self._record_complete(session, entry, COMPLETE_SAVE_ATTEMPTS)
 
         def failed(failure: Failure) -> Failure:
             error = failure.value if isinstance(failure.value, UploadError) else UploadError(
@@ -522,6 +537,23 @@ class ClusterRegistry(UploadRegistry):
             self._zero_complete[entry.entry_id] = result
             result = result.addErrback(lambda failure: None)  # the announce reports it
         return result
+
+    def _record_complete(self, session: UploadSession, entry: Entry, attempts: int) -> Deferred[Entry]:
+        """The client hears ``complete`` only once Redis has the complete record (any Django worker then finds
+        it): a save that fails is tried again a few times; then the entry fails ``registry_unavailable``."""
+        def retry(failure: Failure) -> Any:
+            if attempts <= 1 or entry.status is not EntryStatus.COMPLETE:
+                error = UploadError(ErrorCode.REGISTRY_UNAVAILABLE,
+                                    f"{entry.client_name} arrived but the registry could not record it; upload it again")
+                entry.status = EntryStatus.UPLOADING  # so fail() applies: its bytes are deleted
+                self.fail(session, entry, error)
+                return Failure(error)
+            waited: Deferred[None] = Deferred()
+            self.clock.callLater(COMPLETE_SAVE_DELAY, waited.callback, None)
+            return waited.addCallback(lambda _: self._record_complete(session, entry, attempts - 1))
+
+        return self.records.save_checked(entry.to_record(session.session_id)).addCallbacks(
+            lambda _: entry, retry)
 
     # -- cancel, failure, expiry ------------------------------------------------------------------------------
 
