@@ -526,7 +526,7 @@ class UploadConnection:
         self._acks[entry.entry_id] = (entry.received, max(chunk_size, window // 4))
         self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received, window=window,
                    chunk_size=entry.slot.chunk_size)
-        if entry.status is EntryStatus.COMPLETE:  # zero-byte file
+        if entry.client_size == 0 and entry.status is EntryStatus.COMPLETE:
             self._report_finished(entry)
 
     def _report_finished(self, entry: Entry) -> None:

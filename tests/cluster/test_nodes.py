@@ -62,6 +62,24 @@ class ResumeOnAnotherNodeTests(ClusterTestCase):
         self.assertEqual((yield complete)["sha256"], SHA)
 
     @defer.inlineCallbacks
+    def test_an_upload_whose_node_died_gets_a_grace_and_completes_elsewhere(self) -> Any:
+        _first, entry_id = yield self.start_upload(self.a, 12 * 1024)
+        yield self.a.registry.records.idle()
+        yield self.a.state.close()  # node a is gone: its heartbeat with it
+        yield self.b.registry.sweep()
+        record = yield self.b.state.get("page-1", entry_id)
+        self.assertEqual((record.status, record.server), ("paused", "node-b"))
+        self.assertGreater(record.deadline, self.b.registry.clock.seconds())
+        second = yield self.b.client()
+        accepted = second.transport.next("accepted")
+        second.send("resume", entry=entry_id)
+        accepted = yield accepted
+        self.assertEqual(accepted["offset"], 12 * 1024)
+        complete = second.transport.next("complete")
+        second.stream(entry_id, DATA, accepted["offset"], len(DATA))
+        self.assertEqual((yield complete)["sha256"], SHA)
+
+    @defer.inlineCallbacks
     def test_the_slot_bound_counts_entries_on_every_node(self) -> Any:
         one = {"one": SlotConfig(max_entries=1, chunk_size=1024)}
         first = yield self.a.client(slots=one)
