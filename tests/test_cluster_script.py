@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,16 @@ class NginxRoutingTests(RoutingMixin, unittest.TestCase):
     tool = "nginx"
 
 
+#: What an upload node and a scale-out Django need (the registry on Redis, the stores, the node side).
+CLUSTER_MODULES = ("twisted_uploads.redisstate", "twisted_uploads.clusterindex", "twisted_uploads.stores",
+                   "twisted_uploads.s3store", "twisted_uploads.cluster")
+
+
 def _node_mode_missing() -> str | None:
     """Why the cluster cannot start here (no upload-node mode in twistd uploads yet), or None."""
+    absent = [name for name in CLUSTER_MODULES if find_spec(name) is None]
+    if absent:
+        return f"the scale-out modules are not in this checkout yet ({', '.join(absent)})"
     twistd = Path(sys.executable).with_name("twistd")
     result = subprocess.run([str(twistd), "uploads", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO)
     if "--node" not in result.stdout:

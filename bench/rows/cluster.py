@@ -55,6 +55,11 @@ def missing_piece(b):
                                   cwd=ROOT).stdout
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"twistd uploads --help failed: {e}"
+    modules = ("redisstate", "clusterindex", "stores", "s3store", "cluster")
+    code = ("import importlib.util as u, sys; "
+            f"sys.exit(any(u.find_spec('twisted_uploads.' + m) is None for m in {modules!r}))")
+    if subprocess.run([b.py, "-c", code], cwd=ROOT, timeout=60).returncode != 0:
+        return "the scale-out modules (twisted_uploads.redisstate, clusterindex, stores, ...) are not in this checkout"
     if "--node" not in helptext:
         return "the upload-node mode (twistd uploads --node) is not in this checkout yet"
     return None
