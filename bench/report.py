@@ -151,7 +151,8 @@ def main(path):
                 w(f"| {row['row']} | {row.get('note', '')} | FAILED: {str(row.get('error'))[:80]} |")
         sc = r.get("cluster")
         if sc:
-            w(f"\n- Two nodes behind HAProxy / one node: **{sc.get('two_nodes_vs_one')}x** aggregate "
+            w(f"\n- Two nodes behind HAProxy / one node: **{sc.get('two_nodes_vs_one')}x** aggregate on S3, "
+              f"**{sc.get('two_nodes_vs_one_dir')}x** on a shared directory "
               f"({sc['uploads']} x {size(sc['bytes_each'])}); S3 / shared directory, one upload: "
               f"**{sc.get('s3_vs_dir')}x**.")
             w(f"- Per 10 KiB upload: Redis (node vs standalone) **{sc['redis_added_ms']:+} ms**, HAProxy "

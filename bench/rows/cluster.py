@@ -7,6 +7,9 @@ nodes, gunicorn, HAProxy), all on this machine.
                             local directory), one node direct (+ Redis round trips, S3), through HAProxy (+ the proxy)
   cluster-s3-single         one upload of the run's file to a node storing in S3 (multipart, 5 MiB parts)
   cluster-dir-single        the same to a node storing in a shared directory (a second cluster, CLUSTER_STORAGE)
+  cluster-dir-2nodes-haproxy, cluster-dir-1node
+                            the concurrent pair again on the shared directory: the nodes' and the proxy's cost
+                            when S3 is not the limit
 
 Tokens are Django tokens minted with the cluster's settings (demo/cluster_settings.py), each bound to a made-up
 session key the client sends as its `sessionid` cookie, as a browser would. The server's SHA-256 of every upload
@@ -191,7 +194,8 @@ def small_rows(b, cluster):
 
 def run_cluster(b):
     why = missing_piece(b)
-    rows = ["cluster-2nodes-haproxy", "cluster-1node", "cluster-small", "cluster-s3-single", "cluster-dir-single"]
+    rows = ["cluster-2nodes-haproxy", "cluster-1node", "cluster-small", "cluster-s3-single", "cluster-dir-single",
+            "cluster-dir-2nodes-haproxy", "cluster-dir-1node"]
     if why:
         for row in rows:
             b.skip(row, GROUP, why)
@@ -212,13 +216,23 @@ def run_cluster(b):
     with Cluster(b, "cluster-dir", {"CLUSTER_STORAGE": shared}) as cluster:
         sec["start_seconds_dir"] = cluster.start_seconds
         local = single_row(b, cluster, "cluster-dir-single", "one upload to a node, shared-directory store")
+        # the same concurrent pair without S3: what the nodes and the proxy cost when the store is not the limit
+        dir_two = concurrent_row(b, cluster, "cluster-dir-2nodes-haproxy", cluster.front_url,
+                                 f"{a.cluster_uploads} x {fmt_size(a.cluster_mib * MiB)} through HAProxy, 2 nodes, "
+                                 "shared directory")
+        dir_one = concurrent_row(b, cluster, "cluster-dir-1node", cluster.node_url(1),
+                                 f"{a.cluster_uploads} x {fmt_size(a.cluster_mib * MiB)} to one node, shared "
+                                 "directory")
     if two.get("mib_s") and one.get("mib_s"):
         sec["two_nodes_vs_one"] = round(two["mib_s"] / one["mib_s"], 2)
+    if dir_two.get("mib_s") and dir_one.get("mib_s"):
+        sec["two_nodes_vs_one_dir"] = round(dir_two["mib_s"] / dir_one["mib_s"], 2)
     sec["small_ms_p50"] = small
     sec["redis_added_ms"] = round(small["node"] - small["standalone"], 2)
     sec["haproxy_added_ms"] = round(small["haproxy"] - small["node"], 2)
     if s3.get("mib_s") and local.get("mib_s"):
         sec["s3_vs_dir"] = round(s3["mib_s"] / local["mib_s"], 2)
     b.sections["cluster"] = sec
-    log(f"  cluster: 2 nodes / 1 node {sec.get('two_nodes_vs_one')}x, S3 / directory {sec.get('s3_vs_dir')}x, "
+    log(f"  cluster: 2 nodes / 1 node {sec.get('two_nodes_vs_one')}x (S3), {sec.get('two_nodes_vs_one_dir')}x "
+        f"(directory), S3 / directory {sec.get('s3_vs_dir')}x, "
         f"+{sec['redis_added_ms']} ms (Redis) +{sec['haproxy_added_ms']} ms (HAProxy) per 10 KiB upload")
