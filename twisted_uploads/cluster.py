@@ -377,6 +377,24 @@ class ClusterRegistry(UploadRegistry):
 
         return state.take_over(session.session_id, entry.entry_id).addCallback(handed_over)
 
+    def current(self, session: UploadSession, entry: Entry) -> Deferred[Entry | None]:  # type: ignore[override]
+        """The entry as Redis has it now (None once consumed or expired): a page asks after a finished entry it
+        handed to the application, and the node that answers may never have heard of the consume."""
+        try:
+            state = self._redis()
+        except UploadError as error:
+            return fail(error)
+
+        def found(record: EntryRecord | None) -> Entry | None:
+            if record is None:
+                self._drop_local(session, entry)
+                return None
+            if not self._streamed_here(entry):
+                _refresh(entry, record)
+            return entry
+
+        return state.get(session.session_id, entry.entry_id).addCallback(found)
+
     def _continue_at_durable_offset(self, session: UploadSession, entry: Entry) -> None:
         """Set the entry's offset to what the store can give back, and how its hash continues."""
         if self.remote_store:
@@ -564,8 +582,15 @@ class ClusterRegistry(UploadRegistry):
             return
         if entry.status is EntryStatus.CANCELLED:
             return
-        _logged(self.cancel(session.session_id, entry.entry_id), "cancel")
         entry.status = EntryStatus.CANCELLED
+        owner = entry.owner
+
+        def answered(_: object) -> None:
+            # Told once Redis let go of it, so the file chosen next is not counted against it.
+            if owner is not None:
+                owner.entry_changed(entry)
+
+        _logged(self.cancel(session.session_id, entry.entry_id), "cancel").addBoth(answered)
 
     def cancel(self, session_id: str, ref_or_entry_id: str | int) -> Deferred[EntryInfo]:  # type: ignore[override]
         """Cancel through Redis (a claimed entry stays for its request); delete the bytes when Redis let go."""
