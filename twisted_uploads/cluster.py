@@ -641,16 +641,18 @@ class ClusterRegistry(UploadRegistry):
             return _when_done(self._sweeping)  # one sweep at a time: the caller waits for the one running
         self._sweeping = sweeping = Deferred()
 
-        def due(records: list[EntryRecord]) -> None:
+        def due(records: list[EntryRecord]) -> Deferred[Any]:
+            deleted = []
             for record in records:
                 session = self.sessions.get(record.session)
                 entry = session.entries.get(record.entry) if session is not None else None
                 if entry is not None and session is not None:
                     self._drop_local(session, entry)
                 log.info("Upload {name} ({status}) expired unconsumed", name=record.name, status=record.status)
-                self._delete_bytes(record)
+                deleted.append(self._delete_bytes(record))
             for session in list(self.sessions.values()):
                 self._forget_unused(session)
+            return DeferredList(deleted)
 
         def finished(result: object) -> None:
             self._sweeping = None
@@ -672,15 +674,15 @@ class ClusterRegistry(UploadRegistry):
         return state.take_due(self.clock.seconds()).addCallback(due).addCallback(
             lambda _: state.take_orphans()).addCallback(orphans).addBoth(finished)
 
-    def _delete_bytes(self, record: EntryRecord) -> None:
+    def _delete_bytes(self, record: EntryRecord) -> Deferred[Any]:
         """Delete a record's bytes wherever they are (complete object, S3 upload in progress, partial file)."""
         if record.location:
-            _logged(maybeDeferred(self.store.delete, record.location), "delete")
-        elif self.remote_store:
+            return _logged(maybeDeferred(self.store.delete, record.location), "delete")
+        if self.remote_store:
             if record.store:
-                _logged(maybeDeferred(self.store.abort_state, record.store), "abort")
-        else:
-            _logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
+                return _logged(maybeDeferred(self.store.abort_state, record.store), "abort")
+            return succeed(None)
+        return _logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
 
     def _drop_local(self, session: UploadSession, entry: Entry) -> None:
         """Forget an entry here without touching its record or bytes (Redis or another node has it now)."""
