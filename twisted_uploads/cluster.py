@@ -570,8 +570,19 @@ class ClusterRegistry(UploadRegistry):
             self.clock.callLater(COMPLETE_SAVE_DELAY, waited.callback, None)
             return waited.addCallback(lambda _: self._record_complete(session, entry, attempts - 1))
 
-        return self.records.save_checked(entry.to_record(session.session_id)).addCallbacks(
-            lambda _: entry, retry)
+        def saved(current: object) -> Entry:
+            if current is False:
+                # Redis refused a stale copy: the entry was cancelled or taken over meanwhile. This node stands
+                # down; the stored object is named in the log for an operator (nothing references it any more).
+                log.warn("Upload {name} ({entry}) changed in the registry while it completed here; its bytes at "
+                         "{location} are no longer referenced", name=entry.client_name, entry=entry.entry_id,
+                         location=entry.path)
+                entry.error, entry.error_message = ErrorCode.UNKNOWN_ENTRY, "the upload was cancelled or moved"
+                self._drop_local(session, entry)
+                raise UploadError(ErrorCode.UNKNOWN_ENTRY, "the upload was cancelled or moved")
+            return entry
+
+        return self.records.save_checked(entry.to_record(session.session_id)).addCallbacks(saved, retry)
 
     # -- cancel, failure, expiry ------------------------------------------------------------------------------
 
