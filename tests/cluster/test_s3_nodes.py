@@ -116,7 +116,7 @@ class S3ExpiryTests(S3ClusterTestCase):
         yield self.a.registry.records.idle()
         self.assertEqual(len(self.open_uploads()), 1)
         self.clock.advance(31)
-        yield self.b.registry.sweep()
+        yield self.sweeps()
         self.assertIsNone((yield self.b.state.get("page-1", accepted["entry"])))
         self.assertEqual(self.open_uploads(), [])
 
@@ -128,10 +128,10 @@ class S3ExpiryTests(S3ClusterTestCase):
         yield complete
         self.assertEqual(len(self.objects()), 1)
         self.clock.advance(59)
-        yield self.b.registry.sweep()
+        yield self.sweeps()
         self.assertEqual(len(self.objects()), 1)
         self.clock.advance(2)
-        yield self.b.registry.sweep()
+        yield self.sweeps()
         self.assertIsNone((yield self.b.state.get("page-1", accepted["entry"])))
         self.assertEqual(self.objects(), [])
 
