@@ -91,10 +91,20 @@ class EngineTestCase(unittest.TestCase):
         return self.engine.multipart_uploads(self.bucket, self.prefix)
 
     def spool_files(self, spool: Path | None = None) -> list[str]:
-        return sorted(os.listdir(spool or self.spool))
+        return sorted(str(path) for path in (spool or self.spool).rglob("*") if path.is_file())
 
 
 class WriteAndCloseTests(EngineTestCase):
+
+    def test_writes_spool_on_local_disk_until_a_part_is_full(self):
+        writer = self.store.open("session", 1)
+        writer.write(payload(PART - 1))
+        [tail] = self.spool_files()
+        self.assertEqual(Path(tail).stat().st_size, PART - 1)
+        self.assertEqual(Path(tail).parent, self.store.process_spool)
+        writer.write(payload(1))  # the part is cut; its file waits for the upload to exist
+        self.assertEqual(sorted(Path(name).stat().st_size for name in self.spool_files()), [0, PART])
+        return writer.abort()
 
     @defer.inlineCallbacks
     def test_a_write_of_several_parts_lands_with_its_exact_sha256(self):
@@ -135,6 +145,23 @@ class WriteAndCloseTests(EngineTestCase):
         self.assertNotIn("session", first)
         self.assertNotEqual(first, second)
         self.assertTrue(first.startswith(f"{self.prefix}00000007-"))
+
+
+class SpoolTests(EngineTestCase):
+
+    def test_a_store_removes_the_spool_a_dead_process_left_and_keeps_a_live_ones(self):
+        import subprocess
+        import sys
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              check=True, text=True)
+        dead = self.spool / f"process-{int(gone.stdout)}"
+        live = self.spool / f"process-{os.getppid()}"
+        for directory in (dead, live):
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "00000001-abc.tail").write_bytes(b"tail")
+        self.make_store()
+        self.assertFalse(dead.exists())
+        self.assertTrue((live / "00000001-abc.tail").exists())
 
 
 class DurableTests(EngineTestCase):
@@ -556,6 +583,13 @@ class CheckTests(EngineTestCase):
         self.assertIn("secret key does not match", messages["secret"])
         self.assertIn("cannot be reached", messages["down"])
         self.assertEqual(len(set(messages.values())), 4)
+
+    @defer.inlineCallbacks
+    def test_check_blocking_raises_the_same_error_in_a_thread(self):
+        from twisted.internet import threads
+        store = self.make_store(aws_secret_access_key="wrong")
+        error = yield self.assertFailure(threads.deferToThread(store.check_blocking), UploadError)
+        self.assertIn("secret key does not match", error.message)
 
     @defer.inlineCallbacks
     def test_missing_credentials_say_where_to_set_them(self):
