@@ -258,21 +258,20 @@ class ResumeTests(EngineTestCase):
 
     @defer.inlineCallbacks
     def test_reopening_at_an_earlier_boundary_overwrites_the_later_parts(self):
-        data = payload(3 * PART)
+        before = payload(3 * PART)
         first = self.store.open("session", 9)
-        write_in_chunks(first, payload(3 * PART))  # different bytes: all three parts must be replaced or dropped
+        write_in_chunks(first, before)
         yield durable_reaches(first, 3 * PART)
         state = first.state()
         yield first.suspend()
         self.assertEqual(len(state["parts"]), 3)
 
+        after = payload(PART + 10)  # other bytes from part 2 on, ending in a part 3 shorter than before
         second = self.make_store(spool=Path(self.mktemp())).reopen("session", 9, PART, state)
-        second.write(data[:0])
-        write_in_chunks(second, data[PART:2 * PART + 10])  # ends in part 3 shorter than before
+        self.assertEqual(second.durable, PART)
+        write_in_chunks(second, after)
         location = yield second.close()
-        stored = self.stored_bytes(location)
-        self.assertEqual(len(stored), 2 * PART + 10)
-        self.assertEqual(stored[PART:], data[PART:2 * PART + 10])
+        self.assertEqual(self.stored_bytes(location), before[:PART] + after)
 
     def test_reopening_at_an_offset_that_is_not_a_part_boundary_raises_oserror(self):
         state = {"key": "uploads/x", "upload_id": "u", "parts": [[1, '"e"', PART]]}
@@ -534,6 +533,7 @@ class OutageTests(EngineTestCase):
         self.assertIn("could not store part 2", error.message)
         self.assertIn("cannot be reached", error.message)
         self.assertEqual(writer.durable, PART)
+        self.assertEqual(self.spool_files(), [])  # nothing left to upload: the spool is gone already
         self.assertRaises(OSError, writer.write, b"more")
         close_error = yield self.assertFailure(writer.close(), UploadError)
         self.assertEqual(close_error.code, ErrorCode.STORAGE_FAILED)

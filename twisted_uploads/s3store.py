@@ -561,6 +561,9 @@ class S3Writer:
             failure.value, f"upload of {self.location} failed")
         if self._failure is None and not self._aborted:
             self._failure = error
+            # Nothing more will be uploaded: the tail and the waiting parts go now (the durable parts stay, for
+            # a resume from ``state()``), so a writer nobody closes holds no file descriptor or disk space.
+            self._drop_spool()
             log.warn("{why}", why=error.message)
             watchers, self._failure_watchers = self._failure_watchers, []
             for callback in watchers:
