@@ -225,6 +225,16 @@ class DurableTests(EngineTestCase):
         yield writer.abort()
 
     @defer.inlineCallbacks
+    def test_a_watch_callback_that_raises_is_logged_and_does_not_stall_the_upload(self):
+        writer = self.store.open("session", 1)
+        writer.watch(lambda _durable: 1 / 0)
+        data = payload(2 * PART + 1)
+        write_in_chunks(writer, data)
+        location = yield writer.close()
+        self.assertEqual(self.stored_bytes(location), data)
+        self.assertTrue(self.flushLoggedErrors(ZeroDivisionError))
+
+    @defer.inlineCallbacks
     def test_watch_callbacks_run_in_the_reactor_thread(self):
         import threading
         writer = self.store.open("session", 1)

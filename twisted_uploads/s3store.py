@@ -543,10 +543,9 @@ class S3Writer:
             self._parts.append((number, done_etag, size))
             self.durable += size
             grew = True
+        self._pump()  # before the callbacks, so a callback that raises cannot stall the queue
         if grew:
-            for callback in list(self._watchers):
-                callback(self.durable)
-        self._pump()
+            self._notify(self._watchers, self.durable)
 
     def _part_failed(self, failure: Failure, part: _Part) -> None:
         self._in_flight -= 1
@@ -559,6 +558,7 @@ class S3Writer:
         self._preparing = False
         error = failure.value if isinstance(failure.value, UploadError) else self._store.storage_error(
             failure.value, f"upload of {self.location} failed")
+        watchers: list[Callable[[UploadError], None]] = []
         if self._failure is None and not self._aborted:
             self._failure = error
             # Nothing more will be uploaded: the tail and the waiting parts go now (the durable parts stay, for
@@ -566,9 +566,16 @@ class S3Writer:
             self._drop_spool()
             log.warn("{why}", why=error.message)
             watchers, self._failure_watchers = self._failure_watchers, []
-            for callback in watchers:
-                callback(error)
         self._check_idle()
+        self._notify(watchers, error)
+
+    def _notify(self, callbacks: list[Callable[[Any], None]], value: Any) -> None:
+        """Call each callback; one that raises is logged (it is a bug there) and does not stop the others."""
+        for callback in list(callbacks):
+            try:
+                callback(value)
+            except Exception:
+                log.failure("a callback of the writer of {location} raised", location=self.location)
 
     # -- waiting and finishing --------------------------------------------------------------------------------
 
