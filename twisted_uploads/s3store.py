@@ -457,8 +457,8 @@ class S3Writer:
             # Everything is in the tail: one PUT instead of create + part + complete.
             tail, self._tail = self._tail, None
             tail.close()
-            d = self._store.run(_put_whole, self._store.client, self._store.bucket, self.key, self._tail_path,
-                                self._upload_id)
+            d: Deferred[None] = self._store.run(_put_whole, self._store.client, self._store.bucket, self.key,
+                                                self._tail_path, self._upload_id)
         else:
             if self._tail_size:
                 self._cut(last=True)
@@ -600,7 +600,7 @@ class S3Writer:
         if self._failure is not None:
             raise self._failure
 
-    def _complete(self) -> "Deferred[str]":
+    def _complete(self) -> "Deferred[None]":
         self._raise_failure()
         return self._store.run(_complete_upload, self._store.client, self._store.bucket, self.key,
                                self._upload_id, list(self._parts))
@@ -685,11 +685,12 @@ class S3ReadFile(io.BufferedReader):
 
     def __init__(self, raw: "_S3Object", buffer_size: int = 256 * 1024) -> None:
         super().__init__(raw, buffer_size)
+        self._object = raw
 
     @property
     def size(self) -> int:
         """The object's length in bytes (from the GET's Content-Length)."""
-        return self.raw.size
+        return self._object.size
 
 
 class _S3Object(io.RawIOBase):
@@ -701,9 +702,10 @@ class _S3Object(io.RawIOBase):
         self._bucket = bucket
         self._key = key
         self.name = key
+        self.size = 0
         self._position = 0
         self._body: Any = None
-        self._body = self._get(0)
+        self._body = self._get(0)  # at once: a missing object is FileNotFoundError here, not at the first read
 
     def _get(self, start: int) -> Any:
         try:
@@ -765,7 +767,7 @@ class _S3Object(io.RawIOBase):
         return len(data)
 
     def readall(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             block = self.read(MiB)
             if not block:
