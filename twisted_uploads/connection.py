@@ -22,7 +22,7 @@ from .codec import (CLIENT_MESSAGES, CLIENT_OPTIONAL_FIELDS, HEADER_SIZE, PRE_AU
                     decode_message, encode_message)
 from .entries import Entry, EntryStatus
 from .flow import WindowController
-from .errors import CLOSE_CODES, ErrorCode, UploadError
+from .errors import CLOSE_CODES, CLOSE_TRY_AGAIN, ErrorCode, UploadError
 from .registry import MAX_REF_LENGTH, UploadRegistry, UploadSession
 from .tokens import Handshake, TokenVerifier
 
@@ -174,7 +174,8 @@ class UploadConnection:
             self._close_with(failure.value)
             return
         log.failure("Upload connection failed unexpectedly", failure)
-        self._close_with(UploadError(ErrorCode.PROTOCOL_ERROR, "internal error"))
+        self._close_with(UploadError(ErrorCode.SERVER_BUSY, "the server failed unexpectedly; try again"),
+                         CLOSE_TRY_AGAIN)
 
     def binary_received(self, frame: bytes) -> None:
         """Handle one data frame: the hot path, kept to dictionary look-ups and one write."""
@@ -442,7 +443,11 @@ class UploadConnection:
             return None
 
         def accepted(_: object) -> None:
-            if self.state is ConnectionState.OPEN and entry.owner is self:
+            if self.state is not ConnectionState.OPEN:
+                return
+            if entry.status.finished:
+                self._report_finished(entry)  # it finished elsewhere meanwhile (cancelled, complete)
+            elif entry.owner is self:
                 self._send_accepted(entry)
 
         def failed(failure: Failure) -> None:
@@ -521,7 +526,7 @@ class UploadConnection:
         self._acks[entry.entry_id] = (entry.received, max(chunk_size, window // 4))
         self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received, window=window,
                    chunk_size=entry.slot.chunk_size)
-        if entry.status is EntryStatus.COMPLETE:  # zero-byte file
+        if entry.client_size == 0 and entry.status is EntryStatus.COMPLETE:
             self._report_finished(entry)
 
     def _report_finished(self, entry: Entry) -> None:
@@ -540,12 +545,14 @@ class UploadConnection:
     def _send(self, message_type: str, **fields: Any) -> None:
         self.transport.send_text(encode_message(message_type, **fields))
 
-    def _close_with(self, error: UploadError) -> None:
+    def _close_with(self, error: UploadError, close_code: int | None = None) -> None:
         if self.state is ConnectionState.CLOSED:
             return
         log.info("Closing upload connection: {code}: {message}", code=error.code.value, message=error.message)
         self._send("error", code=error.code.value, message=error.message)
-        self.transport.close(CLOSE_CODES.get(error.code, CLOSE_CODES[ErrorCode.PROTOCOL_ERROR]), error.message)
+        if close_code is None:
+            close_code = CLOSE_CODES.get(error.code, CLOSE_CODES[ErrorCode.PROTOCOL_ERROR])
+        self.transport.close(close_code, error.message)
         self.connection_lost()
 
     def _auth_timed_out(self) -> None:

@@ -192,6 +192,10 @@ class Entry:
             if offset >= min(HEAD_BYTES, self.client_size):
                 self._head = None  # checked by the node that received those bytes
 
+    def forget_hash(self) -> None:
+        """The stored bytes changed under this copy (another process wrote them): rebuild the hash from them."""
+        self._hash, self._hash_from_store = None, False
+
     def hash_from_store(self) -> None:
         """Give up the running hash: the stored bytes cannot be read back before the entry is complete (an S3
         multipart upload taken over from a dead node), so the digest is computed from the finished object."""
@@ -261,14 +265,23 @@ class Entry:
 
     def finish(self) -> None:
         """Close the stored file once every byte arrived (also the path for zero-byte files)."""
-        if self._head is not None:
-            self._check_head()
+        self.check_whole_head()
         assert self.writer is not None
         try:
-            self.path = self.writer.close()
+            location = self.writer.close()
         except OSError as error:
             message = f"could not store {self.client_name}: {error.strerror}"
             raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
+        self.completed_at(location)
+
+    def check_whole_head(self) -> None:
+        """Check the content of a file shorter than the head (its head check waited for more bytes)."""
+        if self._head is not None:
+            self._check_head()
+
+    def completed_at(self, location: str, sha256: str | None = None) -> None:
+        """The store holds every byte at ``location``; ``sha256`` when it was computed from the stored object."""
+        self.path = location
         self.writer = None
-        self.sha256 = self._hash.hexdigest() if self._hash is not None else None
+        self.sha256 = sha256 or (self._hash.hexdigest() if self._hash is not None else None)
         self.status = EntryStatus.COMPLETE

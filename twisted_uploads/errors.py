@@ -32,6 +32,7 @@ class ErrorCode(str, Enum):
     STORAGE_FAILED = "storage_failed"
     TOO_MANY_ENTRIES = "too_many_entries"
     UNREACHABLE = "unreachable"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
 
     def __str__(self) -> str:
         return self.value
@@ -59,6 +60,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.STORAGE_FAILED: "The server could not store the file.",
     ErrorCode.TOO_MANY_ENTRIES: "This page has started too many uploads; reload it to start again.",
     ErrorCode.UNREACHABLE: "The upload server cannot be reached; retrying.",
+    ErrorCode.REGISTRY_UNAVAILABLE: "The upload registry cannot be reached; try again shortly.",
 }
 
 #: WebSocket close codes (docs/protocol.md §10).
@@ -67,12 +69,16 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INVALID_TOKEN = 4001
 CLOSE_PROTOCOL_ERROR = 4002
 CLOSE_AUTH_TIMEOUT = 4003
+#: The server cannot serve right now (its registry is unreachable, or it failed unexpectedly): reconnect later.
+#: Autobahn sends only 1000 and 3000-4999, so this stands for WebSocket's 1013 "try again later".
+CLOSE_TRY_AGAIN = 4013
 
 #: Which close code ends a connection for a connection-level error.
 CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.INVALID_TOKEN: CLOSE_INVALID_TOKEN,
     ErrorCode.PROTOCOL_ERROR: CLOSE_PROTOCOL_ERROR,
     ErrorCode.TIMEOUT: CLOSE_AUTH_TIMEOUT,
+    ErrorCode.REGISTRY_UNAVAILABLE: CLOSE_TRY_AGAIN,
 }
 
 

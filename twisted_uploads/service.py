@@ -85,6 +85,15 @@ class UploadServer:
                                        **self._registry_options)  # type: ignore[arg-type]
         self.registry.recover()
 
+    def use_registry(self, registry: UploadRegistry) -> None:
+        """Serve from ``registry`` (a cluster registry) from the next connection on; the unused one is stopped."""
+        previous = self.registry
+        if any(True for _ in previous):
+            raise RuntimeError("the upload server already holds entries; its registry cannot change now")
+        previous.shutdown()
+        self.registry = registry
+        self.store = registry.store
+
     def set_lifetimes(self, *, resume_grace: float | None = None, complete_ttl: float | None = None) -> None:
         """Change how long paused and finished entries wait (applies to entries that change state from now on)."""
         for name, value in (("resume_grace", resume_grace), ("complete_ttl", complete_ttl)):

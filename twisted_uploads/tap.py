@@ -50,9 +50,19 @@ class Options(usage.Options):
         ["max-session-entries", None, DEFAULT_MAX_SESSION_ENTRIES,
          "Entries one upload session may hold in any state (failed and cancelled ones count until they expire).",
          int],
+        ["redis", None, None, "Redis URL (redis://host:port/db): run as one upload node of a cluster whose records, "
+         "claims and deadlines live there (docs/deploy.md). With --settings the default is UPLOADS_REDIS_URL."],
+        ["storage", None, None, "Where a cluster node stores entries: a directory shared by every node, or "
+         "s3://bucket/prefix/ (credentials and endpoint from boto3's usual sources, e.g. AWS_ENDPOINT_URL). With "
+         "--settings the default is UPLOADS_STORAGE."],
         ["max-open-files", None, None,
          "Upload files the server keeps open at once (default: half the file-descriptor limit, at most 4096); "
          "beyond it new and resumed uploads get server_busy.", int],
+    ]
+
+    optFlags = [
+        ["node", None, "With --settings: serve only the upload WebSocket (no Django views), as one upload node of "
+         "the cluster named by UPLOADS_REDIS_URL; Django runs elsewhere (gunicorn, uvicorn)."],
     ]
 
     def __init__(self) -> None:
@@ -77,6 +87,10 @@ class Options(usage.Options):
                 raise usage.UsageError(f"standalone mode needs --secret or ${SECRET_ENV} to verify upload tokens")
             if len(self["secret"].encode("utf-8")) < 16:
                 raise usage.UsageError("the secret must be at least 16 bytes long")
+        if self["node"] and not self["settings"]:
+            raise usage.UsageError("--node needs --settings (a standalone server with --redis is already a node)")
+        if self["storage"] and not (self["redis"] or self["settings"]):
+            raise usage.UsageError("--storage is for cluster nodes: give --redis too")
         if self["max-session-entries"] < 1 or (self["max-open-files"] is not None and self["max-open-files"] < 1):
             raise usage.UsageError("--max-session-entries and --max-open-files must be at least 1")
         if self["resume-grace"] < 0 or self["complete-ttl"] <= 0 or self["max-session-bytes"] < 1:
@@ -108,4 +122,26 @@ def makeService(options: Options) -> IService:
     if options["settings"]:
         raise usage.UsageError("Django mode is started by the twistd plugin (twisted/plugins/uploads_plugin.py)")
     upload_server = build_upload_server(options, HMACTokenVerifier(options["secret"]))
-    return UploadService(upload_server, upload_server.standalone_site(options["ws-path"]), options["listen"])
+    service = UploadService(upload_server, upload_server.standalone_site(options["ws-path"]), options["listen"])
+    if options["redis"]:
+        join_cluster(service, upload_server, options["redis"], options["storage"],
+                     local_dir=options["upload-dir"] or default_upload_dir())
+    return service
+
+
+def join_cluster(parent: IService, upload_server: UploadServer, redis_url: str, storage: str | None, *,
+                 local_dir: str, s3_options: dict | None = None, timeout: float = 2.0) -> IService:
+    """Make ``upload_server`` a cluster node: its registry in Redis, its entries in ``storage``.
+
+    The cluster service starts before the listeners (a connection never meets the single-process registry).
+    """
+    from .cluster import cluster_service
+    from .stores import store_from_setting
+
+    store = store_from_setting(storage, local_dir=local_dir, s3_options=s3_options or {})
+    node = cluster_service(upload_server, redis_url, store, timeout=timeout)
+    parent.addService(node)  # type: ignore[attr-defined]
+    # MultiService starts children in order: move the node in front of the listeners.
+    children = parent.services  # type: ignore[attr-defined]
+    children.insert(0, children.pop())
+    return node
