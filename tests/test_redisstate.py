@@ -6,11 +6,13 @@ instances with their own connections, as two processes would have) on the real r
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
+from twisted_uploads import redisstate
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.redisstate import RedisState
 
@@ -50,6 +52,16 @@ class AdmitTests(RedisTestCase):
                   for node in (a, b)]
         records = yield defer.gatherResults(admits)
         self.assertEqual(len({record.entry for record in records}), 200)
+
+    @defer.inlineCallbacks
+    def test_an_id_a_live_entry_has_is_never_given_again(self) -> Any:
+        a, b = yield defer.gatherResults([self.node("node-a"), self.node("node-b")])
+        # Every candidate is 5 until the second admit's retry, whose last candidate is 10.
+        draws = iter([4] * 4 + [4] * 4 + [4, 4, 4, 9])
+        self.patch(redisstate, "secrets", SimpleNamespace(randbelow=lambda _limit: next(draws)))
+        first = yield self.admitted(a)
+        second = yield self.admitted(b, entry_record("s2"))
+        self.assertEqual((first.entry, second.entry), (5, 10))
 
     @defer.inlineCallbacks
     def test_racing_admits_never_exceed_the_slot_bound(self) -> Any:
