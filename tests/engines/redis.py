@@ -88,7 +88,12 @@ class RedisServer:
              "--save", "", *persistence, "--daemonize", "no", "--logfile", "", "--enable-debug-command", "local",
              "--protected-mode", "yes", *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if not self._wait_ready():
+        try:
+            ready = self._wait_ready()
+        except BaseException:
+            self._reap()  # never leave a server behind that the test cannot stop
+            raise
+        if not ready:
             self._reap()
             return False
         # Keep reading its log so the pipe never fills and blocks the server.
