@@ -167,7 +167,10 @@ class RedisState:
             self._heartbeat.stop()
 
         def disconnect(_: Any) -> Any:
-            return defer.gatherResults([self._redis.close(), self._subscriber.disconnect()], consumeErrors=True)
+            closed = defer.gatherResults([self._redis.close(), self._subscriber.disconnect()], consumeErrors=True)
+            return closed.addTimeout(self.timeout, self.reactor).addErrback(lambda failure: log.warn(
+                "The Redis connections of node {node} did not close cleanly: {why}", node=self.node_id,
+                why=failure.getErrorMessage()))
 
         departed = self._script("leaving", scripts.DEPART, self.node_id)
         departed.addErrback(lambda failure: log.warn("Could not mark node {node} gone: {why}", node=self.node_id,
