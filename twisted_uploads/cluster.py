@@ -46,6 +46,9 @@ log = Logger()
 SWEEP_INTERVAL = 1.0
 #: Seconds a node waits before it tries Redis again after a failed connect at start-up.
 RECONNECT_DELAY = 2.0
+#: How often, and how far apart (seconds), a node tries to record a completed entry before giving up on it.
+COMPLETE_SAVE_ATTEMPTS = 5
+COMPLETE_SAVE_DELAY = 1.0
 
 
 def _unavailable() -> UploadError:
@@ -67,38 +70,47 @@ class RedisRecords:
         return state.node_id if state is not None else ""
 
     def _chain(self, key: tuple[str, int], step: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """Run ``step`` after the entry's previous save; the result fails when this save did (logged here)."""
         previous = self._last.get(key)
-        done: Deferred[Any] = Deferred()
+        settled: Deferred[None] = Deferred()  # never fails: the next save of the entry waits for it
+        outcome: Deferred[Any] = Deferred()
 
         def run(_: object = None) -> Deferred[Any]:
             return maybeDeferred(step)
 
         source = run() if previous is None else previous.addBoth(lambda _: run())
 
-        def settled(result: object) -> None:
-            if self._last.get(key) is done:
+        def done(result: object) -> None:
+            if self._last.get(key) is settled:
                 del self._last[key]
             if isinstance(result, Failure):
                 log.warn("Could not store the record of upload {entry}: {error}", entry=key[1],
                          error=result.getErrorMessage())
-            done.callback(None)
+            settled.callback(None)
+            outcome.callback(result) if not isinstance(result, Failure) else outcome.errback(result)
 
-        self._last[key] = done
-        source.addBoth(settled)
-        return done
+        self._last[key] = settled
+        source.addBoth(done)
+        return outcome
 
     def save(self, record: EntryRecord, durable: bool = True) -> Deferred[Any]:
+        """Save in order; a failure is logged (the registry's status changes need no answer)."""
+        return self.save_checked(record).addErrback(lambda failure: None)
+
+    def save_checked(self, record: EntryRecord) -> Deferred[Any]:
+        """Save in order; the Deferred fails when Redis did not take it (what must be known before an ack)."""
         state = self._registry.state
         record.server = self.server_id or record.server
         if state is None:
-            return succeed(None)
+            return fail(_unavailable())
         return self._chain((record.session, record.entry), lambda: state.save(record))
 
     def delete(self, session_id: str, entry_id: int) -> Deferred[Any]:
         state = self._registry.state
         if state is None:
             return succeed(None)
-        return self._chain((session_id, entry_id), lambda: state.delete(session_id, entry_id))
+        return self._chain((session_id, entry_id), lambda: state.delete(session_id, entry_id)).addErrback(
+            lambda failure: None)
 
     def flush(self, session_id: str, entry_id: int) -> Deferred[None]:
         """Fires once the entry's latest save or delete is done (failures were logged)."""
@@ -147,7 +159,9 @@ class RecordedWriter:
                 if self._callback is not None:
                     self._callback(durable)
 
-        self._save().addCallback(recorded)
+        # A save that failed (Redis down) acknowledges nothing: the next part's save names this one too, and a
+        # client that waits too long reconnects and resumes from what the record says.
+        self._save().addCallbacks(recorded, lambda failure: None)
 
     def watch(self, callback: Callable[[int], None]) -> None:
         self._callback = callback
@@ -363,6 +377,24 @@ class ClusterRegistry(UploadRegistry):
 
         return state.take_over(session.session_id, entry.entry_id).addCallback(handed_over)
 
+    def current(self, session: UploadSession, entry: Entry) -> Deferred[Entry | None]:  # type: ignore[override]
+        """The entry as Redis has it now (None once consumed or expired): a page asks after a finished entry it
+        handed to the application, and the node that answers may never have heard of the consume."""
+        try:
+            state = self._redis()
+        except UploadError as error:
+            return fail(error)
+
+        def found(record: EntryRecord | None) -> Entry | None:
+            if record is None:
+                self._drop_local(session, entry)
+                return None
+            if not self._streamed_here(entry):
+                _refresh(entry, record)
+            return entry
+
+        return state.get(session.session_id, entry.entry_id).addCallback(found)
+
     def _continue_at_durable_offset(self, session: UploadSession, entry: Entry) -> None:
         """Set the entry's offset to what the store can give back, and how its hash continues."""
         if self.remote_store:
@@ -397,8 +429,23 @@ class ClusterRegistry(UploadRegistry):
         self.open_files += 1
 
     def _wrap_writer(self, session: UploadSession, entry: Entry) -> None:
-        if self.remote_store and entry.writer is not None and not isinstance(entry.writer, RecordedWriter):
-            entry.writer = RecordedWriter(entry.writer, lambda: self.records.save(entry.to_record(session.session_id)))
+        writer = entry.writer
+        if not self.remote_store or writer is None or isinstance(writer, RecordedWriter):
+            return
+        entry.writer = RecordedWriter(writer, lambda: self.records.save_checked(entry.to_record(session.session_id)))
+        on_failure = getattr(writer, "on_failure", None)
+        if on_failure is not None:
+            on_failure(lambda error: self._store_failed(session, entry, writer, error))
+
+    def _store_failed(self, session: UploadSession, entry: Entry, writer: Any, error: UploadError) -> None:
+        """A part could not be stored (the store is down): the entry fails now, its client is told."""
+        current = entry.writer
+        if not isinstance(current, RecordedWriter) or current.inner is not writer or entry.status.finished:
+            return
+        log.warn("Upload {name} failed in the store: {error}", name=entry.client_name, error=error.message)
+        self.fail(session, entry, error)
+        if entry.owner is not None:
+            entry.owner.entry_changed(entry)
 
     def adoptable(self, session_ids: Iterable[str], into: UploadSession) -> Any:  # type: ignore[override]
         """Paused entries of the user's earlier pages, as Redis has them (loaded here for ``adopt``)."""
@@ -493,8 +540,9 @@ class ClusterRegistry(UploadRegistry):
             location, sha256 = result
             entry.completed_at(location, sha256)
             self._cancel_timeout(entry)
-            self._expire_after(session, entry, self.complete_ttl)
-            return self.records.flush(session.session_id, entry.entry_id).addCallback(lambda _: entry)
+            self._cancel_expiry(entry)
+            entry.deadline = self.clock.seconds() + self.complete_ttl
+            return self._record_complete(session, entry, COMPLETE_SAVE_ATTEMPTS)
 
         def failed(failure: Failure) -> Failure:
             error = failure.value if isinstance(failure.value, UploadError) else UploadError(
@@ -508,6 +556,23 @@ class ClusterRegistry(UploadRegistry):
             result = result.addErrback(lambda failure: None)  # the announce reports it
         return result
 
+    def _record_complete(self, session: UploadSession, entry: Entry, attempts: int) -> Deferred[Entry]:
+        """The client hears ``complete`` only once Redis has the complete record (any Django worker then finds
+        it): a save that fails is tried again a few times; then the entry fails ``registry_unavailable``."""
+        def retry(failure: Failure) -> Any:
+            if attempts <= 1 or entry.status is not EntryStatus.COMPLETE:
+                error = UploadError(ErrorCode.REGISTRY_UNAVAILABLE,
+                                    f"{entry.client_name} arrived but the registry could not record it; upload it again")
+                entry.status = EntryStatus.UPLOADING  # so fail() applies: its bytes are deleted
+                self.fail(session, entry, error)
+                return Failure(error)
+            waited: Deferred[None] = Deferred()
+            self.clock.callLater(COMPLETE_SAVE_DELAY, waited.callback, None)
+            return waited.addCallback(lambda _: self._record_complete(session, entry, attempts - 1))
+
+        return self.records.save_checked(entry.to_record(session.session_id)).addCallbacks(
+            lambda _: entry, retry)
+
     # -- cancel, failure, expiry ------------------------------------------------------------------------------
 
     def cancel_entry(self, session: UploadSession, entry: Entry) -> None:
@@ -517,8 +582,15 @@ class ClusterRegistry(UploadRegistry):
             return
         if entry.status is EntryStatus.CANCELLED:
             return
-        _logged(self.cancel(session.session_id, entry.entry_id), "cancel")
         entry.status = EntryStatus.CANCELLED
+        owner = entry.owner
+
+        def answered(_: object) -> None:
+            # Told once Redis let go of it, so the file chosen next is not counted against it.
+            if owner is not None:
+                owner.entry_changed(entry)
+
+        _logged(self.cancel(session.session_id, entry.entry_id), "cancel").addBoth(answered)
 
     def cancel(self, session_id: str, ref_or_entry_id: str | int) -> Deferred[EntryInfo]:  # type: ignore[override]
         """Cancel through Redis (a claimed entry stays for its request); delete the bytes when Redis let go."""
@@ -527,20 +599,20 @@ class ClusterRegistry(UploadRegistry):
         except UploadError as error:
             return fail(error)
 
-        def cancelled(record: EntryRecord) -> EntryInfo:
+        def cancelled(cancellation: Any) -> EntryInfo:
+            record = cancellation.record
             session = self.sessions.get(session_id)
             entry = session.entries.get(record.entry) if session is not None else None
-            if not record.cancel_pending:
-                if entry is not None and self._streamed_here(entry) and not entry.status.finished:
-                    UploadRegistry.cancel_entry(self, session, entry)  # type: ignore[arg-type]
-                else:
-                    self._delete_bytes(record)
-                    if entry is not None and session is not None:
-                        self._drop_local(session, entry)
-            info = Entry.from_record(record).info()
-            return info
+            if entry is not None and session is not None and cancellation.outcome in ("removed", "cancelled"):
+                if self._streamed_here(entry) and not entry.status.finished:
+                    UploadRegistry.cancel_entry(self, session, entry)  # our own stream: its bytes go here
+                elif cancellation.outcome == "removed":
+                    self._drop_local(session, entry)
+            if cancellation.outcome == "removed" and not (entry is not None and self._streamed_here(entry)):
+                self._delete_bytes(record)  # streaming elsewhere ("cancelled"): that node deletes them
+            return Entry.from_record(record).info()
 
-        return state.cancel(session_id, ref_or_entry_id).addCallback(cancelled)
+        return state.cancel_entry(session_id, ref_or_entry_id, now=self.clock.seconds()).addCallback(cancelled)
 
     def _expire_after(self, session: UploadSession, entry: Entry, seconds: float, *, persist: bool = True) -> None:
         if seconds <= 0:
@@ -569,16 +641,18 @@ class ClusterRegistry(UploadRegistry):
             return _when_done(self._sweeping)  # one sweep at a time: the caller waits for the one running
         self._sweeping = sweeping = Deferred()
 
-        def due(records: list[EntryRecord]) -> None:
+        def due(records: list[EntryRecord]) -> Deferred[Any]:
+            deleted = []
             for record in records:
                 session = self.sessions.get(record.session)
                 entry = session.entries.get(record.entry) if session is not None else None
                 if entry is not None and session is not None:
                     self._drop_local(session, entry)
                 log.info("Upload {name} ({status}) expired unconsumed", name=record.name, status=record.status)
-                self._delete_bytes(record)
+                deleted.append(self._delete_bytes(record))
             for session in list(self.sessions.values()):
                 self._forget_unused(session)
+            return DeferredList(deleted)
 
         def finished(result: object) -> None:
             self._sweeping = None
@@ -586,17 +660,29 @@ class ClusterRegistry(UploadRegistry):
                 log.warn("Could not sweep expired uploads: {error}", error=result.getErrorMessage())
             sweeping.callback(None)
 
-        return self.state.take_due(self.clock.seconds()).addCallback(due).addBoth(finished)
+        def orphans(records: list[EntryRecord]) -> None:
+            # Entries a dead node was streaming have no deadline: they become paused here, with a full grace
+            # (when the node died is not known), for their client to resume on any node.
+            now = self.clock.seconds()
+            for record in records:
+                record.status = EntryStatus.PAUSED.value
+                record.deadline = now + self.resume_grace
+                record.server = self.node_id
+                self.records.save(record)
 
-    def _delete_bytes(self, record: EntryRecord) -> None:
+        state = self.state
+        return state.take_due(self.clock.seconds()).addCallback(due).addCallback(
+            lambda _: state.take_orphans()).addCallback(orphans).addBoth(finished)
+
+    def _delete_bytes(self, record: EntryRecord) -> Deferred[Any]:
         """Delete a record's bytes wherever they are (complete object, S3 upload in progress, partial file)."""
         if record.location:
-            _logged(maybeDeferred(self.store.delete, record.location), "delete")
-        elif self.remote_store:
+            return _logged(maybeDeferred(self.store.delete, record.location), "delete")
+        if self.remote_store:
             if record.store:
-                _logged(maybeDeferred(self.store.abort_state, record.store), "abort")
-        else:
-            _logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
+                return _logged(maybeDeferred(self.store.abort_state, record.store), "abort")
+            return succeed(None)
+        return _logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
 
     def _drop_local(self, session: UploadSession, entry: Entry) -> None:
         """Forget an entry here without touching its record or bytes (Redis or another node has it now)."""

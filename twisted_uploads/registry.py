@@ -324,6 +324,10 @@ class UploadRegistry:
             if resumed:
                 self._save(session, entry, durable=False)
 
+    def current(self, session: UploadSession, entry: Entry) -> Entry | None:
+        """The entry as it is now, None once it is gone (a cluster registry asks Redis)."""
+        return entry if session.entries.get(entry.entry_id) is entry else None
+
     def _reopen(self, session: UploadSession, entry: Entry) -> None:
         self._check_open_files()
         try:

@@ -31,7 +31,9 @@ class WaitingTransport(FakeTransport):
 
     def send_text(self, text: str) -> None:
         super().send_text(text)
-        self._deliver()
+        # Delivered in a later reactor turn, as over a socket: a test reacting to a message never runs inside
+        # the server's own call that sent it.
+        reactor.callLater(0, self._deliver)
 
     def _deliver(self) -> None:
         while self._waiting and self._seen < len(self.sent):
