@@ -37,9 +37,7 @@ DEFAULT_MAX_SESSION_BYTES = 10 * 1024**3
 
 def entry_info(record: EntryRecord) -> EntryInfo:
     """The snapshot Django sees of a record (its ``path`` is where the bytes are: a file or ``s3://``)."""
-    entry = Entry.from_record(record)
-    entry.path = record.location
-    return entry.info()
+    return Entry.from_record(record).info()
 
 
 class ClusterIndex:
