@@ -583,7 +583,7 @@ class UploadRegistry:
                 raise UploadError(ErrorCode.STORAGE_FAILED, f"no stored bytes for {name}")
             self._admit(session, slot_name, name, client_type, size)
             if sha256 is None or head is None:
-                sha256, head = _sha256_and_head(source_path)
+                sha256, head = sha256_and_head(source_path)
             entry.detected_type = check_content(entry.slot, name, client_type, head)
             entry.sha256 = sha256
             try:
@@ -698,7 +698,7 @@ class UploadRegistry:
         return iter(list(self.sessions.values()))
 
 
-def _sha256_and_head(path: str) -> tuple[str, bytes]:
+def sha256_and_head(path: str) -> tuple[str, bytes]:
     """The file's SHA-256 and its first HEAD_BYTES bytes, in one read."""
     digest = hashlib.sha256()
     with open(path, "rb") as source:
