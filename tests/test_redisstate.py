@@ -6,11 +6,13 @@ instances with their own connections, as two processes would have) on the real r
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
+from twisted_uploads import redisstate
 from twisted_uploads.errors import ErrorCode, UploadError
 from twisted_uploads.redisstate import RedisState
 
@@ -50,6 +52,16 @@ class AdmitTests(RedisTestCase):
                   for node in (a, b)]
         records = yield defer.gatherResults(admits)
         self.assertEqual(len({record.entry for record in records}), 200)
+
+    @defer.inlineCallbacks
+    def test_an_id_a_live_entry_has_is_never_given_again(self) -> Any:
+        a, b = yield defer.gatherResults([self.node("node-a"), self.node("node-b")])
+        # Every candidate is 5 until the second admit's retry, whose last candidate is 10.
+        draws = iter([4] * 4 + [4] * 4 + [4, 4, 4, 9])
+        self.patch(redisstate, "secrets", SimpleNamespace(randbelow=lambda _limit: next(draws)))
+        first = yield self.admitted(a)
+        second = yield self.admitted(b, entry_record("s2"))
+        self.assertEqual((first.entry, second.entry), (5, 10))
 
     @defer.inlineCallbacks
     def test_racing_admits_never_exceed_the_slot_bound(self) -> Any:
@@ -631,3 +643,33 @@ class OrphanTests(RedisTestCase):
         a, b = yield defer.gatherResults([self.node("node-a"), self.node("node-b")])
         yield a.take_over("s1", streaming.entry)
         self.assertEqual((yield b.take_orphans()), [])
+
+
+class PasswordTests(RedisTestCase):
+    """A Redis with ``requirepass``: the URL's password is used, a wrong one is a clear error without it."""
+
+    password = "right-horse-battery"
+
+    @defer.inlineCallbacks
+    def test_a_node_with_the_password_works(self) -> Any:
+        node = yield self.node("node-a")
+        record = yield self.admitted(node)
+        self.assertEqual((yield node.get("s1", record.entry)), record)
+
+    @defer.inlineCallbacks
+    def test_events_reach_a_node_on_a_redis_with_a_password(self) -> Any:
+        a, b = yield defer.gatherResults([self.node("node-a"), self.node("node-b")])
+        events, first, callback = event_waiter()
+        yield a.subscribe(callback)
+        yield b.publish("node-a", {"event": "hello"})
+        self.assertEqual((yield first), {"event": "hello"})
+
+    @defer.inlineCallbacks
+    def test_a_wrong_password_is_unavailable_and_never_shown(self) -> Any:
+        url = f"redis://:wrong-password@127.0.0.1:{self.server.port}"
+        started = reactor.seconds()
+        error = yield self.assertFailure(RedisState.connect(url, timeout=1.0), UploadError)
+        self.assertEqual((error.code, "wrong-password" in error.message, "127.0.0.1" in error.message),
+                         (ErrorCode.REGISTRY_UNAVAILABLE, False, True))
+        self.assertIn("WRONGPASS", error.message)
+        self.assertLess(reactor.seconds() - started, 0.9)  # the refusal, not the 1 s timeout

@@ -91,10 +91,20 @@ class EngineTestCase(unittest.TestCase):
         return self.engine.multipart_uploads(self.bucket, self.prefix)
 
     def spool_files(self, spool: Path | None = None) -> list[str]:
-        return sorted(os.listdir(spool or self.spool))
+        return sorted(str(path) for path in (spool or self.spool).rglob("*") if path.is_file())
 
 
 class WriteAndCloseTests(EngineTestCase):
+
+    def test_writes_spool_on_local_disk_until_a_part_is_full(self):
+        writer = self.store.open("session", 1)
+        writer.write(payload(PART - 1))
+        [tail] = self.spool_files()
+        self.assertEqual(Path(tail).stat().st_size, PART - 1)
+        self.assertEqual(Path(tail).parent, self.store.process_spool)
+        writer.write(payload(1))  # the part is cut; its file waits for the upload to exist
+        self.assertEqual(sorted(Path(name).stat().st_size for name in self.spool_files()), [0, PART])
+        return writer.abort()
 
     @defer.inlineCallbacks
     def test_a_write_of_several_parts_lands_with_its_exact_sha256(self):
@@ -135,6 +145,23 @@ class WriteAndCloseTests(EngineTestCase):
         self.assertNotIn("session", first)
         self.assertNotEqual(first, second)
         self.assertTrue(first.startswith(f"{self.prefix}00000007-"))
+
+
+class SpoolTests(EngineTestCase):
+
+    def test_a_store_removes_the_spool_a_dead_process_left_and_keeps_a_live_ones(self):
+        import subprocess
+        import sys
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              check=True, text=True)
+        dead = self.spool / f"process-{int(gone.stdout)}"
+        live = self.spool / f"process-{os.getppid()}"
+        for directory in (dead, live):
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "00000001-abc.tail").write_bytes(b"tail")
+        self.make_store()
+        self.assertFalse(dead.exists())
+        self.assertTrue((live / "00000001-abc.tail").exists())
 
 
 class DurableTests(EngineTestCase):
@@ -198,6 +225,16 @@ class DurableTests(EngineTestCase):
         yield writer.abort()
 
     @defer.inlineCallbacks
+    def test_a_watch_callback_that_raises_is_logged_and_does_not_stall_the_upload(self):
+        writer = self.store.open("session", 1)
+        writer.watch(lambda _durable: 1 / 0)
+        data = payload(2 * PART + 1)
+        write_in_chunks(writer, data)
+        location = yield writer.close()
+        self.assertEqual(self.stored_bytes(location), data)
+        self.assertTrue(self.flushLoggedErrors(ZeroDivisionError))
+
+    @defer.inlineCallbacks
     def test_watch_callbacks_run_in_the_reactor_thread(self):
         import threading
         writer = self.store.open("session", 1)
@@ -231,21 +268,20 @@ class ResumeTests(EngineTestCase):
 
     @defer.inlineCallbacks
     def test_reopening_at_an_earlier_boundary_overwrites_the_later_parts(self):
-        data = payload(3 * PART)
+        before = payload(3 * PART)
         first = self.store.open("session", 9)
-        write_in_chunks(first, payload(3 * PART))  # different bytes: all three parts must be replaced or dropped
+        write_in_chunks(first, before)
         yield durable_reaches(first, 3 * PART)
         state = first.state()
         yield first.suspend()
         self.assertEqual(len(state["parts"]), 3)
 
+        after = payload(PART + 10)  # other bytes from part 2 on, ending in a part 3 shorter than before
         second = self.make_store(spool=Path(self.mktemp())).reopen("session", 9, PART, state)
-        second.write(data[:0])
-        write_in_chunks(second, data[PART:2 * PART + 10])  # ends in part 3 shorter than before
+        self.assertEqual(second.durable, PART)
+        write_in_chunks(second, after)
         location = yield second.close()
-        stored = self.stored_bytes(location)
-        self.assertEqual(len(stored), 2 * PART + 10)
-        self.assertEqual(stored[PART:], data[PART:2 * PART + 10])
+        self.assertEqual(self.stored_bytes(location), before[:PART] + after)
 
     def test_reopening_at_an_offset_that_is_not_a_part_boundary_raises_oserror(self):
         state = {"key": "uploads/x", "upload_id": "u", "parts": [[1, '"e"', PART]]}
@@ -507,6 +543,7 @@ class OutageTests(EngineTestCase):
         self.assertIn("could not store part 2", error.message)
         self.assertIn("cannot be reached", error.message)
         self.assertEqual(writer.durable, PART)
+        self.assertEqual(self.spool_files(), [])  # nothing left to upload: the spool is gone already
         self.assertRaises(OSError, writer.write, b"more")
         close_error = yield self.assertFailure(writer.close(), UploadError)
         self.assertEqual(close_error.code, ErrorCode.STORAGE_FAILED)
@@ -556,6 +593,13 @@ class CheckTests(EngineTestCase):
         self.assertIn("secret key does not match", messages["secret"])
         self.assertIn("cannot be reached", messages["down"])
         self.assertEqual(len(set(messages.values())), 4)
+
+    @defer.inlineCallbacks
+    def test_check_blocking_raises_the_same_error_in_a_thread(self):
+        from twisted.internet import threads
+        store = self.make_store(aws_secret_access_key="wrong")
+        error = yield self.assertFailure(threads.deferToThread(store.check_blocking), UploadError)
+        self.assertIn("secret key does not match", error.message)
 
     @defer.inlineCallbacks
     def test_missing_credentials_say_where_to_set_them(self):

@@ -24,7 +24,7 @@ from .entries import Entry, EntryInfo
 from .errors import ErrorCode, UploadError
 from .records import EntryRecord
 from .redisstate import RedisState, default_node_id
-from .registry import DEFAULT_CLAIM_TTL, DEFAULT_MAX_SESSION_ENTRIES, _sha256_and_head
+from .registry import DEFAULT_CLAIM_TTL, DEFAULT_MAX_SESSION_ENTRIES, sha256_and_head
 from .slots import SlotConfig
 from .validation import check_announce, check_content, sanitize_name, sanitize_relative_path
 
@@ -37,9 +37,7 @@ DEFAULT_MAX_SESSION_BYTES = 10 * 1024**3
 
 def entry_info(record: EntryRecord) -> EntryInfo:
     """The snapshot Django sees of a record (its ``path`` is where the bytes are: a file or ``s3://``)."""
-    entry = Entry.from_record(record)
-    entry.path = record.location
-    return entry.info()
+    return Entry.from_record(record).info()
 
 
 class ClusterIndex:
@@ -152,7 +150,7 @@ class ClusterIndex:
             admitted = True
             if sha256 is None or head is None:
                 sha256, head = yield threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                                                               _sha256_and_head, source_path)
+                                                               sha256_and_head, source_path)
             record.detected_type = check_content(slot, name, client_type, head)
             record.sha256 = sha256
             try:

@@ -76,9 +76,17 @@ class WatchedEndpoint:
         self._attempt_waiters: list[defer.Deferred[None]] = []
 
     def connect(self, protocol_factory: IProtocolFactory) -> "defer.Deferred[Any]":
-        def connected(protocol: Any) -> Any:
+        def usable(_: Any) -> None:
             self.last_failure = None
             self._attempt_ended()
+
+        def connected(protocol: Any) -> Any:
+            # An attempt succeeds once the connection is usable (AUTH and SELECT done), not at the TCP handshake.
+            when_ready = getattr(protocol, "whenConnected", None)
+            if when_ready is None:
+                usable(None)
+            else:
+                when_ready().addCallback(usable)
             return protocol
 
         def failed(failure: Failure) -> Failure:
@@ -87,6 +95,11 @@ class WatchedEndpoint:
             return failure
 
         return self._wrapped.connect(protocol_factory).addCallbacks(connected, failed)
+
+    def report_failure(self, why: str) -> None:
+        """The connection was made but is unusable (a wrong password, a missing database): the attempt failed."""
+        self.last_failure = why
+        self._attempt_ended()
 
     def attempt_ended(self) -> "defer.Deferred[None]":
         """Fires when the connection attempt under way ends, either way."""
@@ -123,6 +136,7 @@ class SubscriberFactory(txredisapi.SubscriberFactory):
 
     def __init__(self, address: RedisAddress, channel: str) -> None:
         super().__init__(isLazy=True)
+        self.deferred.addErrback(lambda _: None)  # failures show as a subscription that is not confirmed
         self.password, self.username = address.password, address.username
         self.channel = channel
         self.callbacks: list[Callable[[dict[str, Any]], None]] = []
@@ -180,6 +194,14 @@ class CommandFactory(txredisapi.RedisFactory):
 
     initialDelay = RECONNECT_INITIAL_DELAY
     maxDelay = RECONNECT_MAX_DELAY
+    endpoint: WatchedEndpoint | None = None
+
+    def connectionError(self, why: str) -> None:
+        # txredisapi calls this when AUTH or SELECT failed, and stops trying: tell the calls waiting for a
+        # connection now, instead of letting them run into the timeout.
+        if self.endpoint is not None:
+            self.endpoint.report_failure(why)
+        super().connectionError(why)
 
 
 class BoundedRedis:
@@ -194,6 +216,10 @@ class BoundedRedis:
         # txredisapi's: its own fails the commands a caller issues from inside the failure callbacks.
         self.factory = CommandFactory(address.display, address.db, 1, isLazy=True, password=address.password,
                                       convertNumbers=False, username=address.username)
+        self.factory.endpoint = self.endpoint
+        # Connection errors reach the calls (through the endpoint); the factory's own Deferred would log them as
+        # unhandled.
+        self.factory.deferred.addErrback(lambda _: None)
         self.factory.startConnecting(self.endpoint)
         self.client = self.factory.handler
 

@@ -278,7 +278,6 @@ local event = {event = 'cancel', session = session, entry = tonumber(id)}
 if r.status == 'uploading' then
   redis.call('HSET', rec_key(id), 'status', 'cancelled', 'error', 'cancelled', 'message', 'cancelled',
              'deadline', cancelled_deadline)
-  redis.call('HDEL', rec_key(id), 'claimed_until')
   local fresh, updated = fetch(id)
   index_due(id, fresh)
   publish(r.server, event)

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import socket
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from twisted.internet import defer, task
@@ -28,20 +28,15 @@ from . import redisscripts as scripts
 from .errors import ErrorCode, UploadError
 from .records import EntryRecord
 from .redisclient import BoundedRedis, RedisAddress, SubscriberFactory
+from .redisrecords import decode_record, encode_record
+from .registry import CANCELLED_TTL
 
 log = Logger()
 
 #: Seconds a node's heartbeat key lives; it is renewed every third of that.
 DEFAULT_HEARTBEAT_TTL = 10.0
-#: Seconds a cancelled streaming entry stays listed (registry.CANCELLED_TTL: late frames are dropped quietly).
-CANCELLED_TTL = 60.0
 #: Candidate ids sent with each admit; the script takes the first one no live entry has.
 ID_CANDIDATES = 4
-#: Record fields the scripts read or decide on, kept as hash fields of their own rather than inside ``json``.
-SCRIPT_FIELDS = ("session", "status", "server", "deadline", "claimed_until", "cancel_pending", "error", "message")
-#: Read-only copies the scripts need (bounds, lookup by ref); they stay in ``json`` too.
-INDEX_FIELDS = ("slot", "size", "ref")
-_RECORD_FIELDS = {f.name for f in fields(EntryRecord)}
 
 
 @dataclass(frozen=True)
@@ -61,48 +56,6 @@ class Cancellation:
 def default_node_id() -> str:
     """hostname-pid-random: unique per process, readable in ``redis-cli``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def encode_record(record: EntryRecord) -> list[str]:
-    """The record as hash field/value pairs (absent = None)."""
-    data = asdict(record)
-    data.pop("entry")
-    body = {name: value for name, value in data.items() if name not in SCRIPT_FIELDS}
-    pairs = ["json", json.dumps(body, separators=(",", ":"), sort_keys=True)]
-    for name in INDEX_FIELDS:
-        pairs += [name, str(data[name])]
-    for name in SCRIPT_FIELDS:
-        value = data[name]
-        if value is None or value is False:
-            continue
-        if name == "cancel_pending":
-            value = "1"
-        elif isinstance(value, float):
-            value = repr(value)
-        pairs += [name, str(value)]
-    return pairs
-
-
-def decode_record(flat: Sequence[Any]) -> EntryRecord | None:
-    """A record from its hash (a flat field/value list); None, logged, for one that is not a record."""
-    if not flat:
-        return None
-    stored = dict(zip(flat[::2], flat[1::2]))
-    try:
-        data = json.loads(stored["json"])
-        data["entry"] = int(stored["entry"])
-        data["session"] = stored["session"]
-        data["status"] = stored["status"]
-        data["server"] = stored.get("server", "")
-        for name in ("deadline", "claimed_until"):
-            data[name] = float(stored[name]) if stored.get(name) else None
-        data["cancel_pending"] = stored.get("cancel_pending") == "1"
-        data["error"] = stored.get("error")
-        data["message"] = stored.get("message")
-        return EntryRecord(**{name: value for name, value in data.items() if name in _RECORD_FIELDS})
-    except (KeyError, TypeError, ValueError) as error:
-        log.warn("Ignoring a malformed entry record in Redis: {error}", error=error)
-        return None
 
 
 def _bound(value: int | None) -> str:
@@ -167,7 +120,10 @@ class RedisState:
             self._heartbeat.stop()
 
         def disconnect(_: Any) -> Any:
-            return defer.gatherResults([self._redis.close(), self._subscriber.disconnect()], consumeErrors=True)
+            closed = defer.gatherResults([self._redis.close(), self._subscriber.disconnect()], consumeErrors=True)
+            return closed.addTimeout(self.timeout, self.reactor).addErrback(lambda failure: log.warn(
+                "The Redis connections of node {node} did not close cleanly: {why}", node=self.node_id,
+                why=failure.getErrorMessage()))
 
         departed = self._script("leaving", scripts.DEPART, self.node_id)
         departed.addErrback(lambda failure: log.warn("Could not mark node {node} gone: {why}", node=self.node_id,

@@ -34,6 +34,7 @@ import hashlib
 import io
 import os
 import secrets
+import shutil
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ MAX_PARTS_IN_FLIGHT = 2
 #: boto3's behaviour when the store is down or slow: fail in seconds, never hang.
 DEFAULT_CLIENT_CONFIG = dict(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 SCHEME = "s3://"
+#: Each process spools under ``<spool_dir>/<SPOOL_PREFIX><pid>`` (spool_dir is local to the host).
+SPOOL_PREFIX = "process-"
 
 T = TypeVar("T")
 
@@ -79,6 +82,31 @@ def location_info(location: str) -> dict[str, str]:
     if not bucket or not key:
         raise ValueError(f"{location!r} names no bucket and key")
     return {"bucket": bucket, "key": key}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_dead_spools(spool_dir: Path) -> None:
+    """Remove the spool directories of processes that are gone (a node killed mid-upload leaves its tail).
+
+    Nodes on one host may share ``spool_dir``: only directories whose process no longer runs are touched.
+    """
+    for directory in spool_dir.glob(f"{SPOOL_PREFIX}*"):
+        try:
+            pid = int(directory.name[len(SPOOL_PREFIX):])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _process_alive(pid):
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("removed the spool of a process that is gone: {path}", path=str(directory))
 
 
 def _error_code(error: ClientError) -> str:
@@ -147,7 +175,10 @@ class S3Store:
         #: Acknowledgements come only for bytes in uploaded parts, so the durable offset grows a part at a time.
         self.durable_step = part_size
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        #: This process's own spool directory: what a crashed process left in its own is removed on start-up.
+        self.process_spool = self.spool_dir / f"{SPOOL_PREFIX}{os.getpid()}"
+        self.process_spool.mkdir(parents=True, exist_ok=True)
+        remove_dead_spools(self.spool_dir)
         self._reactor = reactor
         options = dict(client_options or {})
         config = Config(max_pool_connections=max_threads, **DEFAULT_CLIENT_CONFIG)
@@ -294,8 +325,14 @@ class S3Store:
 
     def check(self) -> "Deferred[None]":
         """The bucket exists and the credentials may list it, else UploadError(STORAGE_FAILED, what is wrong)."""
-        return self.run(self.client.list_objects_v2, Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix).addCallbacks(
-            lambda _: None, self._translate(f"S3 storage {make_location(self.bucket, self.prefix)} is not usable"))
+        return self.run(self.check_blocking)
+
+    def check_blocking(self) -> None:
+        """:meth:`check` for a thread that may block (a Django system check): returns or raises UploadError."""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
+        except (BotoCoreError, ClientError) as error:
+            raise self.storage_error(error, f"S3 storage {make_location(self.bucket, self.prefix)} is not usable")
 
     # Keys carry no session, so these session-level operations of the local store have nothing to do.
 
@@ -346,7 +383,7 @@ class S3Writer:
         self._watchers: list[Callable[[int], None]] = []
         self._failure_watchers: list[Callable[[UploadError], None]] = []
         self._idle_waiters: list[Deferred[None]] = []
-        self._spool_base = store.spool_dir / f"{entry_id:08x}-{secrets.token_hex(6)}"
+        self._spool_base = store.process_spool / f"{entry_id:08x}-{secrets.token_hex(6)}"
         self._tail_path = self._spool_base.with_suffix(".tail")
         self._tail: io.FileIO | None = open(self._tail_path, "wb", buffering=0)
         self._tail_size = 0
@@ -420,8 +457,8 @@ class S3Writer:
             # Everything is in the tail: one PUT instead of create + part + complete.
             tail, self._tail = self._tail, None
             tail.close()
-            d = self._store.run(_put_whole, self._store.client, self._store.bucket, self.key, self._tail_path,
-                                self._upload_id)
+            d: Deferred[None] = self._store.run(_put_whole, self._store.client, self._store.bucket, self.key,
+                                                self._tail_path, self._upload_id)
         else:
             if self._tail_size:
                 self._cut(last=True)
@@ -506,10 +543,9 @@ class S3Writer:
             self._parts.append((number, done_etag, size))
             self.durable += size
             grew = True
+        self._pump()  # before the callbacks, so a callback that raises cannot stall the queue
         if grew:
-            for callback in list(self._watchers):
-                callback(self.durable)
-        self._pump()
+            self._notify(self._watchers, self.durable)
 
     def _part_failed(self, failure: Failure, part: _Part) -> None:
         self._in_flight -= 1
@@ -522,13 +558,24 @@ class S3Writer:
         self._preparing = False
         error = failure.value if isinstance(failure.value, UploadError) else self._store.storage_error(
             failure.value, f"upload of {self.location} failed")
+        watchers: list[Callable[[UploadError], None]] = []
         if self._failure is None and not self._aborted:
             self._failure = error
+            # Nothing more will be uploaded: the tail and the waiting parts go now (the durable parts stay, for
+            # a resume from ``state()``), so a writer nobody closes holds no file descriptor or disk space.
+            self._drop_spool()
             log.warn("{why}", why=error.message)
             watchers, self._failure_watchers = self._failure_watchers, []
-            for callback in watchers:
-                callback(error)
         self._check_idle()
+        self._notify(watchers, error)
+
+    def _notify(self, callbacks: list[Callable[[Any], None]], value: Any) -> None:
+        """Call each callback; one that raises is logged (it is a bug there) and does not stop the others."""
+        for callback in list(callbacks):
+            try:
+                callback(value)
+            except Exception:
+                log.failure("a callback of the writer of {location} raised", location=self.location)
 
     # -- waiting and finishing --------------------------------------------------------------------------------
 
@@ -553,7 +600,7 @@ class S3Writer:
         if self._failure is not None:
             raise self._failure
 
-    def _complete(self) -> "Deferred[str]":
+    def _complete(self) -> "Deferred[None]":
         self._raise_failure()
         return self._store.run(_complete_upload, self._store.client, self._store.bucket, self.key,
                                self._upload_id, list(self._parts))
@@ -638,11 +685,12 @@ class S3ReadFile(io.BufferedReader):
 
     def __init__(self, raw: "_S3Object", buffer_size: int = 256 * 1024) -> None:
         super().__init__(raw, buffer_size)
+        self._object = raw
 
     @property
     def size(self) -> int:
         """The object's length in bytes (from the GET's Content-Length)."""
-        return self.raw.size
+        return self._object.size
 
 
 class _S3Object(io.RawIOBase):
@@ -654,9 +702,10 @@ class _S3Object(io.RawIOBase):
         self._bucket = bucket
         self._key = key
         self.name = key
+        self.size = 0
         self._position = 0
         self._body: Any = None
-        self._body = self._get(0)
+        self._body = self._get(0)  # at once: a missing object is FileNotFoundError here, not at the first read
 
     def _get(self, start: int) -> Any:
         try:
@@ -718,7 +767,7 @@ class _S3Object(io.RawIOBase):
         return len(data)
 
     def readall(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             block = self.read(MiB)
             if not block:

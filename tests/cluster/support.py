@@ -116,6 +116,10 @@ class ClusterTestCase(RedisTestCase):
         self.a = yield self.make_node("node-a")
         self.b = yield self.make_node("node-b")
 
+    def sweeps(self) -> Any:
+        """Every node's sweep, finished (nodes on a shared Clock all sweep when it advances)."""
+        return defer.gatherResults([self.a.registry.sweep(), self.b.registry.sweep()])
+
     @defer.inlineCallbacks
     def make_node(self, name: str) -> Any:
         state = yield self.node(name)

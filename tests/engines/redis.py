@@ -44,7 +44,8 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process of a test; ``persistent`` keeps its data across ``restart()`` (append-only file)."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, persistent: bool = False) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, persistent: bool = False,
+                 password: str | None = None) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed")
@@ -52,13 +53,16 @@ class RedisServer:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.persistent = persistent
+        self.password = password
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log: list[bytes] = []
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        """The URL clients use (with the password, when there is one)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}" if self.password else \
+            f"redis://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -82,9 +86,14 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
              "--save", "", *persistence, "--daemonize", "no", "--logfile", "", "--enable-debug-command", "local",
-             "--protected-mode", "yes"],
+             "--protected-mode", "yes", *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if not self._wait_ready():
+        try:
+            ready = self._wait_ready()
+        except BaseException:
+            self._reap()  # never leave a server behind that the test cannot stop
+            raise
+        if not ready:
             self._reap()
             return False
         # Keep reading its log so the pipe never fills and blocks the server.
@@ -117,10 +126,9 @@ class RedisServer:
             self.log.append(line.rstrip(b"\n"))
 
     def _ping(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE) as connection:
-            connection.sendall(b"PING\r\n")
-            if not connection.recv(64).startswith(b"+PONG"):
-                raise RuntimeError("redis-server did not answer PING")
+        reply = self.command("PING")
+        if not reply.startswith(b"+PONG"):
+            raise RuntimeError(f"redis-server did not answer PING: {reply!r}")
 
     def stop(self) -> None:
         """Stop the server started here (SIGTERM, then SIGKILL past the deadline); idempotent."""
@@ -161,12 +169,28 @@ class RedisServer:
         os.kill(self.pid, signal.SIGCONT)
 
     def command(self, *words: str) -> bytes:
-        """Send one command and return the raw first reply bytes (blocking; for set-up steps only)."""
+        """Send one command and return its reply line (blocking; for set-up steps only)."""
         payload = b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode())
                                                       for w in words)
+        if self.password:
+            payload = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(self.password), self.password.encode()) + payload
         with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE) as connection:
             connection.sendall(payload)
-            return connection.recv(65536)
+            reply = _read_reply(connection) if self.password else b""
+            if reply and not reply.startswith(b"+OK"):
+                raise RuntimeError(f"redis-server refused the test's password: {reply!r}")
+            return _read_reply(connection)
+
+
+def _read_reply(connection: socket.socket) -> bytes:
+    """One reply line (enough for the simple replies the set-up steps read)."""
+    line = b""
+    while not line.endswith(b"\r\n"):
+        chunk = connection.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return line
 
 
 # -- trial fixtures ---------------------------------------------------------------------------------------
@@ -182,12 +206,13 @@ class RedisTestCase(TestCase):
     """Starts a redis-server (stopped by pid after the test) and connects nodes to it on the real reactor."""
 
     persistent = False
+    password: str | None = None
     timeout_seconds = 1.0
 
     def setUp(self) -> None:
         if redis_server_binary() is None:
             raise SkipTest("redis-server is not installed")
-        self.server = RedisServer(self.mktemp(), persistent=self.persistent).start()
+        self.server = RedisServer(self.mktemp(), persistent=self.persistent, password=self.password).start()
         self.addCleanup(self.server.stop)
 
     @defer.inlineCallbacks

@@ -13,7 +13,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
 from tests.django_shim.files import png_bytes
@@ -82,3 +82,46 @@ class ScaleOutFlowTests(unittest.TestCase):
         self.assertIn(b'src="/media/avatars/node', body)
         [saved] = list((django.scratch / "media" / "avatars").glob("node*.png"))
         self.assertEqual(saved.read_bytes(), source.read_bytes())
+
+    @inlineCallbacks
+    def test_concurrent_saves_of_one_page_on_four_workers_claim_the_avatar_once(self):
+        if not CLUSTER:
+            raise unittest.SkipTest("the cluster modules are not merged yet")
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        django = gunicorn(4, redis_url=redis.url)
+        self.addCleanup(django.stop)
+        node_port = free_port()
+        node = ServerProcess(
+            [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "uploads", "--settings",
+             "tests.gunicorn.site", "--node", "--listen", f"tcp:{node_port}:interface=127.0.0.1"],
+            port=node_port, redis_url=redis.url, scratch=django.scratch, page_origin=django.base)
+        self.addCleanup(node.stop)
+        yield in_thread(wait_for_port, django.port, django.process)
+        yield in_thread(wait_for_children, django.pid, 4)
+        yield in_thread(wait_for_port, node_port, node.process)
+
+        browser = HttpBrowser(django.base)
+        status, body = yield in_thread(browser.get, "/profile/")
+        self.assertEqual(status, 200, body[:500])
+        page = body.decode()
+        config = json.loads(html.unescape(re.search(r'data-dj-uploads="([^"]+)"', page).group(1)))
+        view_id = re.search(r'data-dj-view="([^"]+)"', page).group(1)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        source = Path(self.mktemp())
+        source.write_bytes(png_bytes(pad_to=9000))
+        client = CookieUploadClient(f"ws://127.0.0.1:{node_port}/uploads/ws", config["token"], origin=django.base,
+                                    cookies=browser.cookies())
+        [result] = yield client.upload([FileUpload.from_path(source, "avatar", name="once.png")])
+        self.assertTrue(result.ok, result)
+
+        def save():
+            return browser.post("/profile/", {"dj_view": view_id, "dj_event": "save_avatar",
+                                              "csrfmiddlewaretoken": csrf},
+                                {"X-DJ-Request": "1", "X-CSRFToken": csrf})
+
+        answers = yield gatherResults([in_thread(save) for _ in range(6)])
+        self.assertEqual([status for status, _ in answers], [200] * 6)
+        saved = list((django.scratch / "media" / "avatars").glob("once*.png"))
+        self.assertEqual(len(saved), 1, saved)  # one claim won; the other five found nothing to consume
+        self.assertEqual(saved[0].read_bytes(), source.read_bytes())
