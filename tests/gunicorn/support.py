@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.engines.redis import RedisServer as EngineRedis
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 #: Seconds a process may take to answer on its port (2 shared cores, Django imports).
@@ -213,23 +215,6 @@ def runserver(**kwargs: Any) -> ServerProcess:
     return ServerProcess(argv, port=port, **kwargs)
 
 
-class RedisServer:
-    """A real ``redis-server`` on a free loopback port in a temp dir (no persistence), stopped by pid."""
-
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="tu-redis-"))
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process, timeout=20.0)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-        shutil.rmtree(self.directory, ignore_errors=True)
+def RedisServer() -> EngineRedis:  # noqa: N802 - reads like the class it starts
+    """A real ``redis-server`` (tests/engines/redis.py) on a free loopback port in a temp dir, already started."""
+    return EngineRedis(tempfile.mkdtemp(prefix="tu-redis-")).start()
