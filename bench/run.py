@@ -261,6 +261,9 @@ def main():
     ap.add_argument("--lag-mib", type=int, help="large upload during the reactor-lag probe (default 1024, smoke 8)")
     ap.add_argument("--lag-small", type=int, help="small uploads during the reactor-lag probe (default 50, smoke 5)")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during one more upload")
+    ap.add_argument("--threaded-writer", action="store_true",
+                    help="our server writes and hashes in worker threads (TempFileStore(threaded=True), "
+                         "twisted_uploads/threadedwriter.py), through bench/harness/server.py --threaded-writer")
     ap.add_argument("--json", help="result file (default OUT/results.json, smoke OUT/smoke.json)")
     ap.add_argument("--plot", help="write the throughput PNG here (needs matplotlib in the bench venv)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="work dir (default bench/out)")
