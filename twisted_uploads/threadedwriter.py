@@ -14,6 +14,7 @@ previous writer is still draining (a pause and a quick resume) starts its jobs o
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections import deque
 from pathlib import Path
@@ -22,7 +23,6 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from .storage import IEntryWriter
@@ -34,10 +34,19 @@ log = Logger()
 DEFAULT_THREADS = 4
 #: Queued chunks the worker writes with one ``writev`` (fewer syscalls when it fell behind; the bytes are not copied).
 WRITEV_BATCH = 64
+#: Chunks are handed to the worker in groups of at least this many bytes (or after HOLD_SECONDS): each hand-over
+#: wakes a thread and, once written, the reactor again; at 64 KiB chunks one wake per chunk cost more CPU than
+#: the hashing it moved (docs/benchmarks.md, run 6). Keep it below an ack step (a quarter of the smallest window).
+HOLD_BYTES = 256 * 1024
+HOLD_SECONDS = 0.002
 
 
 class WriterPool:
-    """The store's worker threads: started on first use, stopped when the reactor shuts down (or by ``stop``)."""
+    """The store's worker threads: started on first use, stopped when the reactor shuts down (or by ``stop``).
+
+    Plain threads on a ``queue.SimpleQueue`` rather than Twisted's ``ThreadPool``: a strand is handed over once
+    per burst of chunks, often once per chunk, and the C queue costs a fraction of ``callInThread``'s Python.
+    """
 
     def __init__(self, reactor: Any = None, threads: int = DEFAULT_THREADS) -> None:
         if reactor is None:
@@ -45,26 +54,38 @@ class WriterPool:
 
             reactor = default_reactor
         self.reactor = reactor
-        self._threads = threads
-        self._pool: ThreadPool | None = None
+        self._count = threads
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._trigger: Any = None
 
     def call(self, function: Callable[[], None]) -> None:
         """Run ``function`` in a worker thread."""
-        if self._pool is None:
-            self._pool = ThreadPool(minthreads=0, maxthreads=self._threads, name="twisted-uploads-writer")
-            self._pool.start()
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._work, name=f"twisted-uploads-writer-{n}", daemon=True)
+                             for n in range(self._count)]
+            for thread in self._threads:
+                thread.start()
             self._trigger = self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
-        self._pool.callInThread(function)
+        self._queue.put(function)
+
+    def _work(self) -> None:
+        while (function := self._queue.get()) is not None:
+            try:
+                function()
+            except Exception:  # a bug in a job must not kill the thread that serves every other entry
+                log.failure("An upload writer job failed")
 
     def stop(self) -> None:
         """Finish the queued jobs and join the threads (idempotent)."""
-        pool, self._pool = self._pool, None
+        threads, self._threads = self._threads, []
         trigger, self._trigger = self._trigger, None
         if trigger is not None and self.reactor.running:
             self.reactor.removeSystemEventTrigger(trigger)
-        if pool is not None:
-            pool.stop()
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
 
 
 @implementer(IEntryWriter)
@@ -100,6 +121,10 @@ class ThreadedFileWriter:
         self._notified = self.durable
         self._file: Any = None
         self._renamed = False
+        #: Chunks written but not handed to the worker yet (reactor thread only; see HOLD_BYTES).
+        self._held: list[tuple[Any, Any]] = []
+        self._held_bytes = 0
+        self._hold_timer: Any = None
         #: Fires (in the reactor thread) once the writer's first last job (suspend, close, abort) ran: from then on
         #: another writer may open the same file (the store waits on this for a quick resume).
         self.drained: Deferred[None] = Deferred()
@@ -127,7 +152,22 @@ class ThreadedFileWriter:
         if self._finished:
             raise OSError(0, "the entry's file is not open")
         self._queued_to += len(data)
-        self._submit((data, digest))
+        held = self._held
+        held.append((data, digest))
+        self._held_bytes += len(data)
+        if self._held_bytes >= HOLD_BYTES:
+            self._hand_over()
+        elif self._hold_timer is None:
+            self._hold_timer = self._reactor.callLater(HOLD_SECONDS, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Give the held chunks to the worker in one go."""
+        timer, self._hold_timer = self._hold_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        held, self._held, self._held_bytes = self._held, [], 0
+        if held:
+            self._submit(*held)
 
     def watch(self, callback: Callable[[int], None]) -> None:
         self._callback = callback
@@ -143,19 +183,21 @@ class ThreadedFileWriter:
         if self._error is not None:
             raise self._error
         with self._lock:
-            idle = self._ready and not self._running and not self._jobs
+            idle = self._ready and not self._running and not self._jobs and not self._held
         if idle and not self._finished:
             self._finished = True
             self._complete_file()
             return str(self._final)
         done: Deferred[str] = Deferred()
         self._finished = True
+        self._hand_over()
         self._submit(_Final(self, self._complete_file, done))
         return done.addCallback(lambda _: str(self._final))
 
     def abort(self) -> Deferred[None]:
         """Drop what is queued and delete the file (also after a ``close`` that is still in flight)."""
         self._discarding = True
+        self._held, self._held_bytes = [], 0
         return self._finish(self._discard_file, "discard")
 
     def _finish(self, job: Callable[[], None], doing: str) -> Deferred[None]:
@@ -163,6 +205,7 @@ class ThreadedFileWriter:
             return succeed(None)
         self._finished = True
         done: Deferred[None] = Deferred()
+        self._hand_over()
         self._submit(_Final(self, job, done))
 
         def failed(failure: Failure) -> None:
@@ -191,9 +234,9 @@ class ThreadedFileWriter:
 
     # -- the strand ---------------------------------------------------------------------------------------------
 
-    def _submit(self, job: Any) -> None:
+    def _submit(self, *jobs: Any) -> None:
         with self._lock:
-            self._jobs.append(job)
+            self._jobs.extend(jobs)
             if self._running or not self._ready:
                 return
             self._running = True
