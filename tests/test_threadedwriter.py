@@ -269,3 +269,25 @@ class ThreadedStoreTests(TestCase):
                                                 size=0))
         self.assertEqual(transport.types()[-2:], ["accepted", "complete"])
         self.assertEqual(transport.last()["sha256"], hashlib.sha256(b"").hexdigest())
+
+
+class ThreadedStoreMoveTests(TestCase):
+    """A paused entry moved to another session (adoption after a reload) while its writer still drains."""
+
+    @inlineCallbacks
+    def test_a_moved_partial_is_reopened_after_its_writer_finished(self) -> None:
+        store = TempFileStore(self.mktemp(), threaded=True, reactor=reactor, threads=2)
+        self.addCleanup(store.stop)
+        first = store.open("s1", 5)
+        for _ in range(40):
+            first.write(b"p" * CHUNK)
+        suspended = first.suspend()
+        store.move_partial("s1", "s2", 5)
+        # Resuming from an earlier offset (the acknowledged one) drops what the first writer still has to write.
+        second = store.reopen("s2", 5, 20 * CHUNK)
+        self.assertIsNot(second, first)
+        second.write(b"q" * CHUNK)
+        location = yield second.close()
+        yield suspended
+        self.assertEqual(Path(location).read_bytes(), b"p" * 20 * CHUNK + b"q" * CHUNK)
+        self.assertEqual(Path(location).parent.name, session_directory_name("s2"))
