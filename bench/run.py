@@ -207,7 +207,8 @@ def machine_info(b, elapsed):
     versions["chromium"] = sh("chromium --version 2>/dev/null")
     versions["curl"] = sh("curl --version | head -1")
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "smoke": b.a.smoke, "file_bytes": b.size, "elapsed_seconds": round(elapsed, 1),
+            "smoke": b.a.smoke, "threaded_writer": b.a.threaded_writer, "file_bytes": b.size,
+            "elapsed_seconds": round(elapsed, 1),
             "git": sh(f"git -C {ROOT} rev-parse --short HEAD"), "nproc": os.cpu_count(),
             "cpu": cpu.group(1) if cpu else platform.processor(), "kernel": platform.release(),
             "memory": sh("free -h | sed -n 2p"), "loadavg_at_end": sh("cat /proc/loadavg"), "versions": versions,
