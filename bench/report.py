@@ -33,7 +33,7 @@ def main(path):
       "client CPU s/GiB | samples (MiB/s) |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in r["rows"]:
-        if row.get("matrix") or row["group"] in ("wan", "chromium"):
+        if row.get("matrix") or row["group"] in ("wan", "chromium", "cluster"):
             continue
         if row.get("skipped"):
             w(f"| {row['row']} | | skipped: {row['skipped']} | | | | | | |")
@@ -135,6 +135,27 @@ def main(path):
         if cli.get("seconds") is not None:
             w(f"| product CLI (in-client time; {cli['wall_seconds_with_interpreter_start'] * 1000:.0f} ms with "
               f"interpreter start) | | | {cli['seconds'] * 1000:.1f} |")
+    cl = [row for row in r["rows"] if row["group"] == "cluster"]
+    if cl:
+        w("\n### Scale-out (scripts/cluster.sh: Redis, SeaweedFS S3, upload nodes, HAProxy; one machine)\n")
+        w("| row | what | result |")
+        w("|---|---|---:|")
+        for row in cl:
+            if row.get("skipped"):
+                w(f"| {row['row']} | | skipped: {row['skipped']} |")
+            elif row.get("ms_open_to_complete_p50") is not None:
+                w(f"| {row['row']} | {row.get('note', '')} | {row['ms_open_to_complete_p50']} ms p50 |")
+            elif row.get("mib_s"):
+                w(f"| {row['row']} | {row.get('note', '')} | {row['mib_s']:.0f} MiB/s |")
+            else:
+                w(f"| {row['row']} | {row.get('note', '')} | FAILED: {str(row.get('error'))[:80]} |")
+        sc = r.get("cluster")
+        if sc:
+            w(f"\n- Two nodes behind HAProxy / one node: **{sc.get('two_nodes_vs_one')}x** aggregate "
+              f"({sc['uploads']} x {size(sc['bytes_each'])}); S3 / shared directory, one upload: "
+              f"**{sc.get('s3_vs_dir')}x**.")
+            w(f"- Per 10 KiB upload: Redis (node vs standalone) **{sc['redis_added_ms']:+} ms**, HAProxy "
+              f"**{sc['haproxy_added_ms']:+} ms** (p50 of each).")
     g = r.get("goals")
     if g:
         w("\n### Goals (ratios from this run)\n")

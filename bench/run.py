@@ -33,6 +33,10 @@ Rows (groups for --only):
                 multipart under gunicorn (curl) and djust through each link; ratio ours / tus per link; and
                 ours-adaptive, a preview of twisted_uploads/flow.py (bench/harness/server.py --adaptive-window)
   lag           the server's reactor lag (bench/harness/server.py --lag-log) during one large upload plus small ones
+  cluster       scripts/cluster.sh's topology (Redis, SeaweedFS S3, two upload nodes, HAProxy): 50 concurrent 20 MiB
+                uploads through HAProxy to two nodes vs straight to one, a 10 KiB upload's latency (standalone,
+                node, through HAProxy), and one upload to S3 vs to a shared directory; skipped with a message where
+                the upload-node mode or an engine is missing
 """
 import argparse
 import contextlib
@@ -261,6 +265,8 @@ def main():
     ap.add_argument("--wan-runs", type=int, help="samples per WAN row, median reported (default 1)")
     ap.add_argument("--lag-mib", type=int, help="large upload during the reactor-lag probe (default 1024, smoke 8)")
     ap.add_argument("--lag-small", type=int, help="small uploads during the reactor-lag probe (default 50, smoke 5)")
+    ap.add_argument("--cluster-uploads", type=int, help="concurrent uploads of the cluster rows (default 50, smoke 4)")
+    ap.add_argument("--cluster-mib", type=int, help="MiB per cluster upload (default 20, smoke 1)")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during one more upload")
     ap.add_argument("--threaded-writer", action="store_true",
                     help="our server writes and hashes in worker threads (TempFileStore(threaded=True), "
@@ -291,6 +297,8 @@ def main():
     a.wan_runs = a.wan_runs or 1
     a.lag_mib = a.lag_mib or (8 if s else 1024)
     a.lag_small = a.lag_small or (5 if s else 50)
+    a.cluster_uploads = a.cluster_uploads or (4 if s else 50)
+    a.cluster_mib = a.cluster_mib or (1 if s else 20)
     a.json = a.json or os.path.join(a.out, "smoke.json" if s else "results.json")
     sys.exit(main_run(a))
 

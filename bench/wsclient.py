@@ -40,9 +40,26 @@ def header_bytes(label, size):
     return h[:size]
 
 
-async def connect(url):
-    return await websockets.connect(url, subprotocols=[SUBPROTOCOL], max_size=None, compression=None,
-                                    ping_interval=None, open_timeout=60, close_timeout=5)
+async def connect(url, cookie=None):
+    """Open the socket; `cookie` ("sessionid=KEY") goes with the handshake (a Django token is bound to it)."""
+    kw = dict(subprotocols=[SUBPROTOCOL], max_size=None, compression=None, ping_interval=None, open_timeout=60,
+              close_timeout=5)
+    if cookie:
+        try:  # websockets >= 14 (the new asyncio client) calls them additional_headers
+            return await websockets.connect(url, additional_headers={"Cookie": cookie}, **kw)
+        except TypeError:
+            return await websockets.connect(url, extra_headers={"Cookie": cookie}, **kw)
+    return await websockets.connect(url, **kw)
+
+
+def read_tokens(path):
+    """One token per line, optionally followed by the cookie its handshake needs: [(token, cookie or None)]."""
+    out = []
+    for line in open(path).read().splitlines():
+        parts = line.split()
+        if parts:
+            out.append((parts[0], parts[1] if len(parts) > 1 else None))
+    return out
 
 
 async def recv_json(ws):
@@ -181,7 +198,7 @@ async def cmd_single(a):
             for b in iter(lambda: f.read(1 << 22), b""):
                 h.update(b)
     t0 = time.perf_counter()
-    ws = await connect(a.url)
+    ws = await connect(a.url, a.cookie)
     await auth(ws, a.token)
     up = Upload(ws, source, size, os.path.basename(a.file), a.slot, a.chunk)
     r = await up.run()
@@ -196,10 +213,10 @@ async def cmd_single(a):
     return 0 if out["status"] == "complete" and out["sha256_ok"] else 1
 
 
-async def small_once(url, token, slot, data, pipelined):
+async def small_once(url, token, slot, data, pipelined, cookie=None):
     """One upload of `data` on a fresh connection; returns (ms from socket open, ms after handshake, round trips)."""
     t0 = time.perf_counter()
-    ws = await connect(url)
+    ws = await connect(url, cookie)
     t_open = time.perf_counter()
     announce = json.dumps({"type": "announce", "ref": "s1", "slot": slot, "name": "small.bin",
                            "mime": "application/octet-stream", "size": len(data)})
@@ -244,7 +261,7 @@ async def small_once(url, token, slot, data, pipelined):
 
 
 async def cmd_small(a):
-    tokens = open(a.token_file).read().split()
+    tokens = read_tokens(a.token_file)
     data = header_bytes("small", a.size) + os.urandom(max(0, a.size - len(header_bytes("small", a.size))))
     out = {"bytes": a.size}
     i = 0
@@ -252,7 +269,7 @@ async def cmd_small(a):
         opens, afters, trips, err = [], [], set(), None
         for _ in range(a.runs):
             try:
-                o, af, t = await small_once(a.url, tokens[i], a.slot, data, mode == "pipelined")
+                o, af, t = await small_once(a.url, tokens[i][0], a.slot, data, mode == "pipelined", tokens[i][1])
             except Exception as e:  # pipelining is optional for a server: report, do not crash
                 err = f"{type(e).__name__}: {e}"
                 break
@@ -283,7 +300,7 @@ async def cmd_idle(a):
 
 
 async def cmd_concurrent(a):
-    tokens = open(a.token_file).read().split()[a.first:a.first + a.count]
+    tokens = read_tokens(a.token_file)[a.first:a.first + a.count]
     src, n = file_source(a.file)
     if a.size > n:
         raise SystemExit("file smaller than one upload")
@@ -298,8 +315,8 @@ async def cmd_concurrent(a):
     conns = {}
 
     async def open_one(i, tok):
-        ws = await connect(a.url)
-        await auth(ws, tok)
+        ws = await connect(a.url, tok[1])
+        await auth(ws, tok[0])
         conns[i] = ws
 
     await asyncio.gather(*(open_one(a.first + k, t) for k, t in enumerate(tokens)))
@@ -331,7 +348,8 @@ def main():
     ap.add_argument("mode", choices=["single", "small", "idle", "concurrent"])
     ap.add_argument("--url", required=True)
     ap.add_argument("--token")
-    ap.add_argument("--token-file")
+    ap.add_argument("--token-file", help="one token per line, optionally followed by the cookie it needs")
+    ap.add_argument("--cookie", help="Cookie header of the handshake (single): a Django token needs its session's")
     ap.add_argument("--slot", default="bench")
     ap.add_argument("--file")
     ap.add_argument("--repeat", type=int, default=1)

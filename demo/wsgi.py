@@ -1,7 +1,9 @@
-"""WSGI entry point for running the demo under another WSGI server (one worker: uploads live in memory).
+"""WSGI entry point for running the demo under another WSGI server (gunicorn): one worker in single-process mode,
+any number in scale-out (``DJANGO_SETTINGS_MODULE=demo.cluster_settings``, docs/deploy.md).
 
-Starts the upload WebSocket listener (``UPLOADS_STANDALONE_LISTEN``) with the application, so the first page
-already points the browser at it. ``twistd -n uploads --settings demo.settings`` does not use this module.
+In single-process mode it starts the upload WebSocket listener (``UPLOADS_STANDALONE_LISTEN``) with the
+application, so the first page already points the browser at it; in scale-out the shim starts none (the upload
+nodes serve the WebSocket). ``twistd -n uploads --settings demo.settings`` does not use this module.
 """
 
 import os

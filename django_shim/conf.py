@@ -23,11 +23,33 @@ setting                        default                                     meani
                                                                            consumed
 ``UPLOADS_STANDALONE_LISTEN``  ``"tcp:8001:interface=127.0.0.1"``          endpoint of the WebSocket listener
                                                                            started under runserver / another
-                                                                           WSGI server (``None``: never start)
+                                                                           WSGI server (``None``: never start);
+                                                                           ignored in scale-out mode
 ``UPLOADS_MAX_VIEWS``          ``20``                                      view states kept per Django session
 ``UPLOADS_PAGE_TEMPLATE``      ``"django_shim/page.html"``                 page that wraps a fragment template
 ``UPLOADS_SERVE_MEDIA``        ``DEBUG``                                   twistd serves ``MEDIA_ROOT`` at
                                                                            ``MEDIA_URL``
+``UPLOADS_REDIS_URL``          ``None``                                    ``None``: single-process mode (the
+                                                                           registry lives in the one process
+                                                                           that serves uploads). A
+                                                                           ``redis://`` URL: scale-out mode —
+                                                                           Django starts no listener and asks
+                                                                           the cluster index in Redis; upload
+                                                                           nodes (``twistd uploads --node``)
+                                                                           receive the files
+``UPLOADS_REDIS_TIMEOUT``      ``2.0``                                     seconds one Redis round trip may
+                                                                           take before it fails with
+                                                                           ``registry_unavailable``
+``UPLOADS_STORAGE``            ``None``                                    where complete files are: ``None``
+                                                                           = ``UPLOADS_DIR``; a path = a
+                                                                           directory shared by every node;
+                                                                           ``"s3://bucket/prefix/"`` = S3
+                                                                           (needs ``UPLOADS_REDIS_URL``)
+``UPLOADS_S3_OPTIONS``         ``{}``                                      keywords for ``boto3.client("s3",
+                                                                           ...)``: ``endpoint_url``,
+                                                                           ``region_name``, ``aws_access_key_
+                                                                           id``, ``aws_secret_access_key``
+                                                                           (otherwise boto3's credential chain)
 =============================  ==========================================  ====================================
 """
 
@@ -38,7 +60,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +101,24 @@ class UploadsSettings:
     serve_media: bool
     #: ``SESSION_COOKIE_NAME``: the cookie the token verifier reads the session key from at the handshake.
     session_cookie: str = "sessionid"
+    #: ``UPLOADS_REDIS_URL``: ``None`` = single-process mode; set = scale-out (no listener in Django).
+    redis_url: str | None = None
+    redis_timeout: float = 2.0
+    #: ``UPLOADS_STORAGE``: ``None`` (``UPLOADS_DIR``), a shared directory, or ``"s3://bucket/prefix/"``.
+    storage: str | None = None
+    s3_options: dict[str, Any] = field(default_factory=dict)
+    #: Whether the project set ``UPLOADS_STANDALONE_LISTEN`` itself (scale-out ignores it: check W003 says so).
+    standalone_listen_explicit: bool = False
+
+    @property
+    def scale_out(self) -> bool:
+        """Scale-out mode: Redis holds the registry, upload nodes receive files, Django binds no port."""
+        return bool(self.redis_url)
+
+    @property
+    def s3_storage(self) -> bool:
+        """Whether complete files live in an S3 bucket (``UPLOADS_STORAGE = "s3://..."``)."""
+        return isinstance(self.storage, str) and self.storage.startswith("s3://")
 
 
 def derive_secret(secret_key: str) -> str:
@@ -202,7 +242,19 @@ def _resolve() -> UploadsSettings:
         page_template=getattr(settings, "UPLOADS_PAGE_TEMPLATE", "django_shim/page.html"),
         serve_media=bool(getattr(settings, "UPLOADS_SERVE_MEDIA", settings.DEBUG)),
         session_cookie=str(getattr(settings, "SESSION_COOKIE_NAME", "sessionid")),
+        redis_url=getattr(settings, "UPLOADS_REDIS_URL", None) or None,
+        redis_timeout=_number("UPLOADS_REDIS_TIMEOUT", 2.0),
+        storage=_storage(getattr(settings, "UPLOADS_STORAGE", None)),
+        s3_options=getattr(settings, "UPLOADS_S3_OPTIONS", None) or {},
+        standalone_listen_explicit=hasattr(settings, "UPLOADS_STANDALONE_LISTEN"),
     )
+
+
+def _storage(value: Any) -> str | None:
+    """``UPLOADS_STORAGE`` as a string (a ``Path`` is accepted), ``None`` for the local ``UPLOADS_DIR``."""
+    if value is None or value == "":
+        return None
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 @receiver(setting_changed)

@@ -9,6 +9,12 @@ The move must not take the bytes away from the entry while it is still unconsume
 ``save()``, the entry stays and may be consumed again), so ``temporary_file_path()`` hands out a hard link to the
 stored file: renaming the link is as cheap as renaming the file, and the entry's own copy stays until it is
 consumed. Nothing is opened or read until ``file`` or ``data`` is asked for.
+
+In scale-out mode an entry may live in an S3 bucket (``entry.location`` is ``"s3://bucket/key"``): ``entry.file`` is
+then an ``UploadedFile`` that streams the object through the store's ``open_read`` (small files are read into
+memory as above), which ``default_storage.save()`` and a ``FileField`` copy chunk by chunk. A project whose own
+storage is S3 can instead copy the object server-side from ``entry.location`` / ``entry.s3_object`` (``bucket,
+key``) without the bytes passing through Django.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import threading
+from contextlib import closing
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.uploadedfile import InMemoryUploadedFile, UploadedFile
@@ -57,6 +66,50 @@ class StoredUploadedFile(UploadedFile):
                 except FileNotFoundError:
                     pass
             self._links.clear()
+
+
+class StreamedUploadedFile(UploadedFile):
+    """A completed entry's object in the store (S3), read as a stream: no local copy, no ``temporary_file_path``."""
+
+    def __init__(self, stream: BinaryIO, name: str, content_type: str, size: int) -> None:
+        super().__init__(stream, name, content_type, size, None)
+
+
+def is_remote(location: str | None) -> bool:
+    """Whether ``location`` names an object in a store rather than a local path."""
+    return bool(location) and "://" in str(location)
+
+
+_store_lock = threading.Lock()
+_reading_store: tuple[tuple[Any, ...], Any] | None = None
+
+
+def reading_store() -> Any:
+    """The store that can read this project's remote locations (``UPLOADS_STORAGE``), made once per settings.
+
+    Only its synchronous ``open_read`` is used here, from Django's thread: nothing of the reactor is touched.
+    """
+    global _reading_store
+    from .bridge import make_store
+    from .conf import uploads_settings
+
+    config = uploads_settings()
+    key = (config.storage, repr(sorted(config.s3_options.items())) if isinstance(config.s3_options, dict) else "")
+    with _store_lock:
+        if _reading_store is None or _reading_store[0] != key:
+            _reading_store = (key, make_store(config))
+        return _reading_store[1]
+
+
+def open_location(location: str) -> BinaryIO:
+    """A readable file over a complete entry's bytes: the local file, or the store's stream of the object."""
+    if is_remote(location):
+        store = reading_store()
+        if not hasattr(store, "open_read"):
+            raise RuntimeError(f"upload {location} is in an object store, but UPLOADS_STORAGE names none that can "
+                               "read it: Django and the upload nodes need the same UPLOADS_STORAGE")
+        return store.open_read(location)  # type: ignore[no-any-return]
+    return open(location, "rb")  # noqa: SIM115 - the caller closes it
 
 
 class UploadEntry:
@@ -116,6 +169,24 @@ class UploadEntry:
         return self._data
 
     @property
+    def location(self) -> str | None:
+        """Where the complete entry's bytes are: a local path, or ``"s3://bucket/key"`` (``None`` until complete).
+
+        An S3-backed Django storage can copy the object server-side from here instead of streaming it through
+        ``entry.file``; the object is deleted when the entry is consumed, so copy it inside the consuming loop.
+        """
+        return self._info.path if self.complete else None
+
+    @property
+    def s3_object(self) -> tuple[str, str] | None:
+        """``(bucket, key)`` of an entry stored in S3 (for ``copy_object``), else ``None``."""
+        location = self.location
+        if not location or not location.startswith("s3://"):
+            return None
+        parts = urlsplit(location)
+        return parts.netloc, parts.path.lstrip("/")
+
+    @property
     def file(self) -> UploadedFile | None:
         """A Django ``UploadedFile`` over the content (in memory if small), opened on first access.
 
@@ -126,6 +197,8 @@ class UploadEntry:
             if size <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
                 content = self._data if self._data is not None else _read(self._info.path)
                 self._file = InMemoryUploadedFile(BytesIO(content), None, name, content_type, size, None)
+            elif is_remote(self._info.path):
+                self._file = StreamedUploadedFile(open_location(self._info.path), name, content_type, size)
             else:
                 self._file = StoredUploadedFile(self._info.path, name, content_type, size)
         return self._file
@@ -199,5 +272,8 @@ class UploadEntry:
         return f"<UploadEntry {self.upload_name}/{self.ref} {self.client_name!r} {self.status} {self.progress}%>"
 
 
-def _read(path: str) -> bytes:
-    return Path(path).read_bytes()
+def _read(location: str) -> bytes:
+    if is_remote(location):
+        with closing(open_location(location)) as stream:
+            return stream.read()
+    return Path(location).read_bytes()

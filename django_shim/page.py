@@ -25,12 +25,16 @@ def websocket_url(request: HttpRequest) -> str:
     """The WebSocket URL for this page.
 
     A path (the default ``/uploads/ws``) is left for the browser to resolve against the page's host — the
-    one-port twistd setup — except when this process runs a standalone listener (runserver): then it points at
-    that listener's port on the page's host name.
+    one-port twistd setup, and scale-out behind a proxy — except when this process runs a standalone listener
+    (runserver, one gunicorn worker): then it points at that listener's port on the page's host name. The listener
+    is started here if the process has none yet (the page must not point at a port nobody serves), and a process
+    whose listener could not start raises :class:`~django_shim.bridge.UploadServerUnavailable`.
     """
     configured = uploads_settings().ws_url
-    port = bridge.standalone_port()
-    if port is None or urlsplit(configured).scheme:
+    if urlsplit(configured).scheme:
+        return configured
+    port = bridge.standalone_port(start=True)
+    if port is None:
         return configured
     scheme = "wss" if request.is_secure() else "ws"
     host = urlsplit(f"//{request.get_host()}").hostname or "localhost"

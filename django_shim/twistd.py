@@ -12,6 +12,12 @@
    ``UPLOADS_SERVE_MEDIA`` (default ``DEBUG``), ``MEDIA_URL`` — users' files, served by
    :class:`~django_shim.media.MediaFile` so that none can run in the site's origin (real type, ``nosniff``,
    ``attachment`` for anything a browser could execute).
+
+Node mode (``--node``, scale-out): ``twistd -n uploads --settings mysite.settings --node --listen tcp:PORT`` serves
+only the upload WebSocket — no WSGI, no Django view, no static files — verifying the project's Django tokens
+(session-bound, :class:`~django_shim.tokens.DjangoTokenVerifier`) with the Origin checks from the settings, as one
+upload node of the cluster named by ``UPLOADS_REDIS_URL`` (``--redis`` overrides it) storing into
+``UPLOADS_STORAGE`` (``--storage``). Django itself runs elsewhere (gunicorn, uvicorn) and binds no port.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.application.service import IService
 from twisted.internet import reactor
 from twisted.logger import Logger
+from twisted.python import usage
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
@@ -201,18 +209,26 @@ def make_django_site(options: Mapping[str, Any], upload_server: UploadServer) ->
     return Site(root, timeout=max(DJANGO_HTTP_IDLE_TIMEOUT, upload_server.http_idle_timeout))
 
 
-def make_django_service(options: Mapping[str, Any]) -> UploadService:
-    """``twistd uploads --settings mod``: the one-port Django service (called by the twistd plugin).
-
-    Lives here rather than in ``twisted_uploads.tap`` so that the reactor half never imports Django or the shim.
-    """
+def _load_project(options: Mapping[str, Any]) -> None:
+    """Make the project importable from the current directory and point Django at its settings."""
     import sys
-
-    from twisted_uploads.tap import build_upload_server, no_verifier
 
     os.environ["DJANGO_SETTINGS_MODULE"] = options["settings"]
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+def make_django_service(options: Mapping[str, Any]) -> IService:
+    """``twistd uploads --settings mod``: the one-port Django service (called by the twistd plugin).
+
+    With ``--node``, an upload node instead (:func:`make_node_service`). Lives here rather than in
+    ``twisted_uploads.tap`` so that the reactor half never imports Django or the shim.
+    """
+    from twisted_uploads.tap import build_upload_server, no_verifier
+
+    if options.get("node"):
+        return make_node_service(options)
+    _load_project(options)
     if not options.get("upload-dir"):
         # Read the project's directory before the server exists, so it recovers that one and no other.
         import django
@@ -224,4 +240,58 @@ def make_django_service(options: Mapping[str, Any]) -> UploadService:
         options = {**options, "upload-dir": str(uploads_settings().upload_dir)}
     # make_django_site installs the Django token verifier on the server and returns the one-port Site.
     upload_server = build_upload_server(options, no_verifier)  # type: ignore[arg-type]
-    return UploadService(upload_server, make_django_site(options, upload_server), options["listen"])
+    service = UploadService(upload_server, make_django_site(options, upload_server), options["listen"])
+    from .conf import uploads_settings
+
+    config = uploads_settings()
+    redis_url = options.get("redis") or config.redis_url
+    if redis_url:
+        # A scale-out project served on one port too: this process is one more node of the cluster, and its
+        # views reach the cluster registry through the installed bridge like any single-process one.
+        from twisted_uploads.tap import join_cluster
+
+        join_cluster(service, upload_server, redis_url, options.get("storage") or config.storage,
+                     local_dir=options["upload-dir"], s3_options=dict(config.s3_options),
+                     timeout=float(config.redis_timeout))
+    return service
+
+
+def make_node_service(options: Mapping[str, Any]) -> IService:
+    """``twistd uploads --settings mod --node``: the upload WebSocket only, as a node of the Redis cluster.
+
+    Raises ``usage.UsageError`` (one clear sentence, no traceback from the plugin) when the project has no
+    ``UPLOADS_REDIS_URL`` and none is given with ``--redis``: a node without the shared registry would be a second
+    single-process server whose files no Django worker can see.
+    """
+    import django
+
+    from twisted_uploads.tap import build_upload_server, join_cluster, no_verifier
+
+    from .conf import uploads_settings
+
+    _load_project(options)
+    bridge.use_twistd_reactor()
+    django.setup()
+    config = uploads_settings()
+    redis_url = options.get("redis") or config.redis_url
+    if not redis_url:
+        raise usage.UsageError(
+            f"--node serves uploads for a cluster, but {options['settings']} sets no UPLOADS_REDIS_URL (and no "
+            "--redis was given): set UPLOADS_REDIS_URL = 'redis://host:6379/0' in the settings Django and every "
+            "node share, or drop --node to serve Django and uploads in one process.")
+    storage = options.get("storage") or config.storage
+    upload_dir = options.get("upload-dir") or str(config.upload_dir)
+    node_options = {**options, "upload-dir": upload_dir}
+    upload_server = build_upload_server(node_options, no_verifier)  # type: ignore[arg-type]
+    configure_upload_server(upload_server, node_options)
+    root = Resource()
+    ws_paths = {_local_path(config.ws_url), options.get("ws-path") or DEFAULT_WS_PATH}
+    for ws_path in sorted(filter(None, ws_paths)):
+        upload_server.mount(root, ws_path)
+    service = UploadService(upload_server, Site(root, timeout=upload_server.http_idle_timeout), options["listen"])
+    # The cluster service is imported here only: a project that never runs --node needs none of it.
+    join_cluster(service, upload_server, redis_url, storage, local_dir=upload_dir,
+                 s3_options=dict(config.s3_options), timeout=float(config.redis_timeout))
+    log.info("Upload node for {settings}: WebSocket at {ws}, registry in Redis, store {store}",
+             settings=options["settings"], ws=sorted(filter(None, ws_paths)), store=storage or upload_dir)
+    return service

@@ -75,7 +75,8 @@
     "cancelled": "The upload was cancelled.",
     "storage_failed": "The server could not store the file.",
     "too_many_entries": "This page has started too many uploads; reload it to start again.",
-    "unreachable": "The upload server cannot be reached; retrying."
+    "unreachable": "The upload server cannot be reached; retrying.",
+    "registry_unavailable": "The upload registry cannot be reached; try again shortly."
   });
 
   // allow_upload()'s defaults (twisted_uploads/slots.py SlotConfig), for fields a page leaves out.

@@ -95,10 +95,10 @@ class OrderingTests(TestCase):
     def test_a_refused_announce_is_answered_with_its_code(self) -> None:
         self.registry.release("open_session")
         self.client.transport.take()
-        self.registry.refuse = UploadError(ErrorCode.STORAGE_FAILED, "the disk is gone")
+        self.registry.refuse = UploadError(ErrorCode.REGISTRY_UNAVAILABLE, "Redis is down")
         self.announce()
         [rejected] = self.client.transport.take()
-        self.assertEqual((rejected["type"], rejected["code"]), ("rejected", "storage_failed"))
+        self.assertEqual((rejected["type"], rejected["code"]), ("rejected", "registry_unavailable"))
         self.assertIs(self.client.connection.state, ConnectionState.OPEN)
 
     def test_an_unexpected_failure_closes_the_connection_and_is_logged(self) -> None:
@@ -110,6 +110,12 @@ class OrderingTests(TestCase):
         self.assertEqual(self.client.transport.closed[0], CLOSE_TRY_AGAIN)  # the client reconnects later
         self.assertIs(self.client.connection.state, ConnectionState.CLOSED)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_an_unreachable_registry_at_auth_closes_with_try_again(self) -> None:
+        _, _, deferred = self.registry.held.pop()
+        deferred.errback(UploadError(ErrorCode.REGISTRY_UNAVAILABLE, "Redis at redis://127.0.0.1:1 is down"))
+        self.assertEqual(self.client.transport.last()["code"], "registry_unavailable")
+        self.assertEqual(self.client.transport.closed[0], CLOSE_TRY_AGAIN)
 
     def test_a_socket_gone_during_auth_attaches_nothing(self) -> None:
         self.client.connection.connection_lost()

@@ -77,7 +77,7 @@ class ErrorCodeTests(TestCase):
 
     def test_connection_errors_close_with_their_codes(self) -> None:
         self.assertEqual(CLOSE_CODES, {ErrorCode.INVALID_TOKEN: 4001, ErrorCode.PROTOCOL_ERROR: 4002,
-                                       ErrorCode.TIMEOUT: 4003})
+                                       ErrorCode.TIMEOUT: 4003, ErrorCode.REGISTRY_UNAVAILABLE: 4013})
 
 
 class ProtocolDocTests(TestCase):

@@ -19,166 +19,32 @@ a node keeps in memory only what it streams and what its connected pages need to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from .entries import Entry, EntryInfo, EntryOwner, EntryStatus
 from .errors import ErrorCode, UploadError
-from .records import EntryRecord, IEntryRecords
+from .clusterrecords import RecordedWriter, RedisRecords, logged, unavailable, when_done
+from .records import EntryRecord
 from .registry import UploadRegistry, UploadSession
 from .slots import SlotConfig
 from .validation import check_announce, sanitize_name
 
 if TYPE_CHECKING:
     from .redisstate import RedisState
-    from .service import UploadServer
 
 log = Logger()
 
 #: Seconds between two sweeps of the cluster's deadline index (expiry of paused and unconsumed entries).
 SWEEP_INTERVAL = 1.0
-#: Seconds a node waits before it tries Redis again after a failed connect at start-up.
-RECONNECT_DELAY = 2.0
-
-
-def _unavailable() -> UploadError:
-    return UploadError(ErrorCode.REGISTRY_UNAVAILABLE, "the upload registry (Redis) is not connected yet")
-
-
-@implementer(IEntryRecords)
-class RedisRecords:
-    """The in-process registry's record seam, written to Redis: saves of one entry are chained in order, and
-    :meth:`flush` says when the latest one is stored (``accepted`` and ``complete`` wait for it)."""
-
-    def __init__(self, registry: "ClusterRegistry") -> None:
-        self._registry = registry
-        self._last: dict[tuple[str, int], Deferred[Any]] = {}
-
-    @property
-    def server_id(self) -> str:
-        state = self._registry.state
-        return state.node_id if state is not None else ""
-
-    def _chain(self, key: tuple[str, int], step: Callable[[], Deferred[Any]]) -> Deferred[Any]:
-        previous = self._last.get(key)
-        done: Deferred[Any] = Deferred()
-
-        def run(_: object = None) -> Deferred[Any]:
-            return maybeDeferred(step)
-
-        source = run() if previous is None else previous.addBoth(lambda _: run())
-
-        def settled(result: object) -> None:
-            if self._last.get(key) is done:
-                del self._last[key]
-            if isinstance(result, Failure):
-                log.warn("Could not store the record of upload {entry}: {error}", entry=key[1],
-                         error=result.getErrorMessage())
-            done.callback(None)
-
-        self._last[key] = done
-        source.addBoth(settled)
-        return done
-
-    def save(self, record: EntryRecord, durable: bool = True) -> Deferred[Any]:
-        state = self._registry.state
-        record.server = self.server_id or record.server
-        if state is None:
-            return succeed(None)
-        return self._chain((record.session, record.entry), lambda: state.save(record))
-
-    def delete(self, session_id: str, entry_id: int) -> Deferred[Any]:
-        state = self._registry.state
-        if state is None:
-            return succeed(None)
-        return self._chain((session_id, entry_id), lambda: state.delete(session_id, entry_id))
-
-    def flush(self, session_id: str, entry_id: int) -> Deferred[None]:
-        """Fires once the entry's latest save or delete is done (failures were logged)."""
-        last = self._last.get((session_id, entry_id))
-        if last is None:
-            return succeed(None)
-        return _when_done(last)
-
-    def idle(self) -> Deferred[Any]:
-        """Fires once every save and delete issued so far is done (service stop)."""
-        return DeferredList([self.flush(*key) for key in list(self._last)])
-
-    def recover(self) -> list[EntryRecord]:
-        return []  # a node never "recovers": the entries are in Redis, and any node resumes any of them
-
-    def sweep(self, max_age: float) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-class RecordedWriter:
-    """Wraps a remote store's writer so its ``durable`` offset grows only once the record names the new part.
-
-    A node that dies right after acknowledging must leave a record from which another node finds every
-    acknowledged byte: so a part's completion is first written to Redis, and only then passed on to the
-    connection (which acknowledges up to ``durable``).
-    """
-
-    def __init__(self, inner: Any, save: Callable[[], Deferred[Any]]) -> None:
-        self.inner = inner
-        self.durable: int = inner.durable
-        self._save = save
-        self._callback: Callable[[int], None] | None = None
-        inner.watch(self._grew)
-
-    @property
-    def pending(self) -> int:
-        return int(self.inner.pending) + (int(self.inner.durable) - self.durable)
-
-    def _grew(self, durable: int) -> None:
-        def recorded(_: object) -> None:
-            if durable > self.durable:
-                self.durable = durable
-                if self._callback is not None:
-                    self._callback(durable)
-
-        self._save().addCallback(recorded)
-
-    def watch(self, callback: Callable[[int], None]) -> None:
-        self._callback = callback
-
-    def write(self, data: bytes) -> None:
-        self.inner.write(data)
-
-    def state(self) -> dict[str, Any]:
-        return dict(self.inner.state())
-
-    def suspend(self) -> Deferred[Any]:
-        return _logged(maybeDeferred(self.inner.suspend), "pause")
-
-    def close(self) -> Deferred[str]:
-        return maybeDeferred(self.inner.close)
-
-    def abort(self) -> Deferred[Any]:
-        return _logged(maybeDeferred(self.inner.abort), "discard")
-
-
-def _when_done(deferred: Deferred[None]) -> Deferred[None]:
-    """A Deferred that fires after ``deferred`` (which keeps its own result for its other waiters)."""
-    waiter: Deferred[None] = Deferred()
-    deferred.addBoth(lambda result: (waiter.callback(None), result)[1])
-    return waiter
-
-
-def _logged(deferred: Deferred[Any], doing: str) -> Deferred[Any]:
-    def failed(failure: Failure) -> None:
-        log.warn("Could not {doing} an upload in the store: {error}", doing=doing, error=failure.getErrorMessage())
-    return deferred.addErrback(failed)
+#: How often, and how far apart (seconds), a node tries to record a completed entry before giving up on it.
+COMPLETE_SAVE_ATTEMPTS = 5
+COMPLETE_SAVE_DELAY = 1.0
 
 
 class ClusterRegistry(UploadRegistry):
@@ -210,7 +76,7 @@ class ClusterRegistry(UploadRegistry):
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(self.sweep_interval, now=False)
-        return _logged(state.subscribe(self._event), "subscribe to events of")
+        return logged(state.subscribe(self._event), "subscribe to events of")
 
     @property
     def node_id(self) -> str:
@@ -218,7 +84,7 @@ class ClusterRegistry(UploadRegistry):
 
     def _redis(self) -> "RedisState":
         if self.state is None:
-            raise _unavailable()
+            raise unavailable()
         return self.state
 
     @property
@@ -317,7 +183,7 @@ class ClusterRegistry(UploadRegistry):
                                                 relative_path=relative_path, fingerprint=fingerprint)
             except UploadError as error:
                 self._admitted = None
-                _logged(state.delete(session.session_id, record.entry), "forget the refused entry of")
+                logged(state.delete(session.session_id, record.entry), "forget the refused entry of")
                 return fail(error)
             finally:
                 self._fresh.discard(record.entry)
@@ -363,6 +229,24 @@ class ClusterRegistry(UploadRegistry):
 
         return state.take_over(session.session_id, entry.entry_id).addCallback(handed_over)
 
+    def current(self, session: UploadSession, entry: Entry) -> Deferred[Entry | None]:  # type: ignore[override]
+        """The entry as Redis has it now (None once consumed or expired): a page asks after a finished entry it
+        handed to the application, and the node that answers may never have heard of the consume."""
+        try:
+            state = self._redis()
+        except UploadError as error:
+            return fail(error)
+
+        def found(record: EntryRecord | None) -> Entry | None:
+            if record is None:
+                self._drop_local(session, entry)
+                return None
+            if not self._streamed_here(entry):
+                _refresh(entry, record)
+            return entry
+
+        return state.get(session.session_id, entry.entry_id).addCallback(found)
+
     def _continue_at_durable_offset(self, session: UploadSession, entry: Entry) -> None:
         """Set the entry's offset to what the store can give back, and how its hash continues."""
         if self.remote_store:
@@ -397,8 +281,23 @@ class ClusterRegistry(UploadRegistry):
         self.open_files += 1
 
     def _wrap_writer(self, session: UploadSession, entry: Entry) -> None:
-        if self.remote_store and entry.writer is not None and not isinstance(entry.writer, RecordedWriter):
-            entry.writer = RecordedWriter(entry.writer, lambda: self.records.save(entry.to_record(session.session_id)))
+        writer = entry.writer
+        if not self.remote_store or writer is None or isinstance(writer, RecordedWriter):
+            return
+        entry.writer = RecordedWriter(writer, lambda: self.records.save_checked(entry.to_record(session.session_id)))
+        on_failure = getattr(writer, "on_failure", None)
+        if on_failure is not None:
+            on_failure(lambda error: self._store_failed(session, entry, writer, error))
+
+    def _store_failed(self, session: UploadSession, entry: Entry, writer: Any, error: UploadError) -> None:
+        """A part could not be stored (the store is down): the entry fails now, its client is told."""
+        current = entry.writer
+        if not isinstance(current, RecordedWriter) or current.inner is not writer or entry.status.finished:
+            return
+        log.warn("Upload {name} failed in the store: {error}", name=entry.client_name, error=error.message)
+        self.fail(session, entry, error)
+        if entry.owner is not None:
+            entry.owner.entry_changed(entry)
 
     def adoptable(self, session_ids: Iterable[str], into: UploadSession) -> Any:  # type: ignore[override]
         """Paused entries of the user's earlier pages, as Redis has them (loaded here for ``adopt``)."""
@@ -493,8 +392,9 @@ class ClusterRegistry(UploadRegistry):
             location, sha256 = result
             entry.completed_at(location, sha256)
             self._cancel_timeout(entry)
-            self._expire_after(session, entry, self.complete_ttl)
-            return self.records.flush(session.session_id, entry.entry_id).addCallback(lambda _: entry)
+            self._cancel_expiry(entry)
+            entry.deadline = self.clock.seconds() + self.complete_ttl
+            return self._record_complete(session, entry, COMPLETE_SAVE_ATTEMPTS)
 
         def failed(failure: Failure) -> Failure:
             error = failure.value if isinstance(failure.value, UploadError) else UploadError(
@@ -508,6 +408,34 @@ class ClusterRegistry(UploadRegistry):
             result = result.addErrback(lambda failure: None)  # the announce reports it
         return result
 
+    def _record_complete(self, session: UploadSession, entry: Entry, attempts: int) -> Deferred[Entry]:
+        """The client hears ``complete`` only once Redis has the complete record (any Django worker then finds
+        it): a save that fails is tried again a few times; then the entry fails ``registry_unavailable``."""
+        def retry(failure: Failure) -> Any:
+            if attempts <= 1 or entry.status is not EntryStatus.COMPLETE:
+                error = UploadError(ErrorCode.REGISTRY_UNAVAILABLE,
+                                    f"{entry.client_name} arrived but the registry could not record it; upload it again")
+                entry.status = EntryStatus.UPLOADING  # so fail() applies: its bytes are deleted
+                self.fail(session, entry, error)
+                return Failure(error)
+            waited: Deferred[None] = Deferred()
+            self.clock.callLater(COMPLETE_SAVE_DELAY, waited.callback, None)
+            return waited.addCallback(lambda _: self._record_complete(session, entry, attempts - 1))
+
+        def saved(current: object) -> Entry:
+            if current is False:
+                # Redis refused a stale copy: the entry was cancelled or taken over meanwhile. This node stands
+                # down; the stored object is named in the log for an operator (nothing references it any more).
+                log.warn("Upload {name} ({entry}) changed in the registry while it completed here; its bytes at "
+                         "{location} are no longer referenced", name=entry.client_name, entry=entry.entry_id,
+                         location=entry.path)
+                entry.error, entry.error_message = ErrorCode.UNKNOWN_ENTRY, "the upload was cancelled or moved"
+                self._drop_local(session, entry)
+                raise UploadError(ErrorCode.UNKNOWN_ENTRY, "the upload was cancelled or moved")
+            return entry
+
+        return self.records.save_checked(entry.to_record(session.session_id)).addCallbacks(saved, retry)
+
     # -- cancel, failure, expiry ------------------------------------------------------------------------------
 
     def cancel_entry(self, session: UploadSession, entry: Entry) -> None:
@@ -517,8 +445,15 @@ class ClusterRegistry(UploadRegistry):
             return
         if entry.status is EntryStatus.CANCELLED:
             return
-        _logged(self.cancel(session.session_id, entry.entry_id), "cancel")
         entry.status = EntryStatus.CANCELLED
+        owner = entry.owner
+
+        def answered(_: object) -> None:
+            # Told once Redis let go of it, so the file chosen next is not counted against it.
+            if owner is not None:
+                owner.entry_changed(entry)
+
+        logged(self.cancel(session.session_id, entry.entry_id), "cancel").addBoth(answered)
 
     def cancel(self, session_id: str, ref_or_entry_id: str | int) -> Deferred[EntryInfo]:  # type: ignore[override]
         """Cancel through Redis (a claimed entry stays for its request); delete the bytes when Redis let go."""
@@ -527,20 +462,20 @@ class ClusterRegistry(UploadRegistry):
         except UploadError as error:
             return fail(error)
 
-        def cancelled(record: EntryRecord) -> EntryInfo:
+        def cancelled(cancellation: Any) -> EntryInfo:
+            record = cancellation.record
             session = self.sessions.get(session_id)
             entry = session.entries.get(record.entry) if session is not None else None
-            if not record.cancel_pending:
-                if entry is not None and self._streamed_here(entry) and not entry.status.finished:
-                    UploadRegistry.cancel_entry(self, session, entry)  # type: ignore[arg-type]
-                else:
-                    self._delete_bytes(record)
-                    if entry is not None and session is not None:
-                        self._drop_local(session, entry)
-            info = Entry.from_record(record).info()
-            return info
+            if entry is not None and session is not None and cancellation.outcome in ("removed", "cancelled"):
+                if self._streamed_here(entry) and not entry.status.finished:
+                    UploadRegistry.cancel_entry(self, session, entry)  # our own stream: its bytes go here
+                elif cancellation.outcome == "removed":
+                    self._drop_local(session, entry)
+            if cancellation.outcome == "removed" and not (entry is not None and self._streamed_here(entry)):
+                self._delete_bytes(record)  # streaming elsewhere ("cancelled"): that node deletes them
+            return Entry.from_record(record).info()
 
-        return state.cancel(session_id, ref_or_entry_id).addCallback(cancelled)
+        return state.cancel_entry(session_id, ref_or_entry_id, now=self.clock.seconds()).addCallback(cancelled)
 
     def _expire_after(self, session: UploadSession, entry: Entry, seconds: float, *, persist: bool = True) -> None:
         if seconds <= 0:
@@ -556,7 +491,7 @@ class ClusterRegistry(UploadRegistry):
         streaming = entry.writer is not None
         self._release_writer(entry, keep_bytes=False)
         if entry.path is not None:
-            _logged(maybeDeferred(self.store.delete, entry.path), "delete")
+            logged(maybeDeferred(self.store.delete, entry.path), "delete")
             entry.path = None
         elif not streaming:
             self._delete_bytes(entry.to_record(session.session_id))
@@ -566,19 +501,21 @@ class ClusterRegistry(UploadRegistry):
         if self.state is None:
             return succeed(None)
         if self._sweeping is not None:
-            return _when_done(self._sweeping)  # one sweep at a time: the caller waits for the one running
+            return when_done(self._sweeping)  # one sweep at a time: the caller waits for the one running
         self._sweeping = sweeping = Deferred()
 
-        def due(records: list[EntryRecord]) -> None:
+        def due(records: list[EntryRecord]) -> Deferred[Any]:
+            deleted = []
             for record in records:
                 session = self.sessions.get(record.session)
                 entry = session.entries.get(record.entry) if session is not None else None
                 if entry is not None and session is not None:
                     self._drop_local(session, entry)
                 log.info("Upload {name} ({status}) expired unconsumed", name=record.name, status=record.status)
-                self._delete_bytes(record)
+                deleted.append(self._delete_bytes(record))
             for session in list(self.sessions.values()):
                 self._forget_unused(session)
+            return DeferredList(deleted)
 
         def finished(result: object) -> None:
             self._sweeping = None
@@ -586,17 +523,29 @@ class ClusterRegistry(UploadRegistry):
                 log.warn("Could not sweep expired uploads: {error}", error=result.getErrorMessage())
             sweeping.callback(None)
 
-        return self.state.take_due(self.clock.seconds()).addCallback(due).addBoth(finished)
+        def orphans(records: list[EntryRecord]) -> None:
+            # Entries a dead node was streaming have no deadline: they become paused here, with a full grace
+            # (when the node died is not known), for their client to resume on any node.
+            now = self.clock.seconds()
+            for record in records:
+                record.status = EntryStatus.PAUSED.value
+                record.deadline = now + self.resume_grace
+                record.server = self.node_id
+                self.records.save(record)
 
-    def _delete_bytes(self, record: EntryRecord) -> None:
+        state = self.state
+        return state.take_due(self.clock.seconds()).addCallback(due).addCallback(
+            lambda _: state.take_orphans()).addCallback(orphans).addBoth(finished)
+
+    def _delete_bytes(self, record: EntryRecord) -> Deferred[Any]:
         """Delete a record's bytes wherever they are (complete object, S3 upload in progress, partial file)."""
         if record.location:
-            _logged(maybeDeferred(self.store.delete, record.location), "delete")
-        elif self.remote_store:
+            return logged(maybeDeferred(self.store.delete, record.location), "delete")
+        if self.remote_store:
             if record.store:
-                _logged(maybeDeferred(self.store.abort_state, record.store), "abort")
-        else:
-            _logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
+                return logged(maybeDeferred(self.store.abort_state, record.store), "abort")
+            return succeed(None)
+        return logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
 
     def _drop_local(self, session: UploadSession, entry: Entry) -> None:
         """Forget an entry here without touching its record or bytes (Redis or another node has it now)."""
@@ -661,70 +610,3 @@ def _refresh(entry: Entry, record: EntryRecord) -> None:
     entry.claimed_until = record.claimed_until
     entry.cancel_pending = record.cancel_pending
     entry.server = record.server
-
-
-class ClusterService(Service):
-    """Connects an :class:`UploadServer` to Redis as a cluster node (``twistd uploads --node``).
-
-    The server answers ``registry_unavailable`` until Redis answers (clients retry with backoff); a node whose
-    Redis is down at start keeps trying every :data:`RECONNECT_DELAY` seconds instead of exiting.
-    """
-
-    def __init__(self, server: "UploadServer", redis_url: str, store: Any, *, timeout: float = 2.0,
-                 node_id: str | None = None, sweep_interval: float = SWEEP_INTERVAL) -> None:
-        self.server = server
-        self.redis_url = redis_url
-        self.store = store
-        self.timeout = timeout
-        self.node_id = node_id
-        self.registry = ClusterRegistry(store, server.clock, sweep_interval=sweep_interval,
-                                        **server._registry_options)
-        self._retry: Any = None
-        self._state: RedisState | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self.server.use_registry(self.registry)
-        self._connect()
-
-    def _connect(self) -> None:
-        from .redisstate import RedisState
-
-        self._retry = None
-
-        def connected(state: "RedisState") -> None:
-            if not self.running:
-                _logged(state.close(), "close the Redis connection of")
-                return
-            self._state = state
-            log.info("Upload node {node} connected to Redis at {url}", node=state.node_id, url=self.redis_url)
-            self.registry.connected(state)
-
-        def failed(failure: Failure) -> None:
-            if not self.running:
-                return
-            log.warn("Redis at {url} is unreachable ({error}); trying again in {delay:g} s", url=self.redis_url,
-                     error=failure.getErrorMessage(), delay=RECONNECT_DELAY)
-            self._retry = self.server.clock.callLater(RECONNECT_DELAY, self._connect)
-
-        RedisState.connect(self.redis_url, node_id=self.node_id, timeout=self.timeout).addCallbacks(
-            connected, failed)
-
-    def stopService(self) -> Deferred[Any]:
-        super().stopService()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self.registry.shutdown()
-
-        def close(_: object) -> Any:
-            if self._state is not None:
-                return _logged(self._state.close(), "close the Redis connection of")
-            return None
-
-        return self.registry.stopped().addBoth(close)
-
-
-def cluster_service(server: "UploadServer", redis_url: str, store: Any, *, timeout: float = 2.0,
-                    node_id: str | None = None) -> ClusterService:
-    """The service that makes ``server`` an upload node of the cluster on ``redis_url`` storing into ``store``."""
-    return ClusterService(server, redis_url, store, timeout=timeout, node_id=node_id)

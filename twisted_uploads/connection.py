@@ -421,8 +421,7 @@ class UploadConnection:
         if entry is None:
             return None
         if entry.status.finished:
-            self._report_finished(entry)
-            return None
+            return self._report_current(session, entry)
         if entry.owner is not self and self._uploading_count() >= self.limits.max_parallel:
             self._send("error", entry=entry.entry_id, ref=entry.ref, code=ErrorCode.SERVER_BUSY.value,
                        message=f"at most {self.limits.max_parallel} uploads at once per connection")
@@ -455,6 +454,30 @@ class UploadConnection:
             refused(failure.value)
 
         return claimed.addCallbacks(accepted, failed)
+
+    def _report_current(self, session: UploadSession, entry: Entry) -> Deferred[None] | None:
+        """Answer a resume of a finished entry with what it is now: still there, or gone (consumed, expired)."""
+        def answer(current: Entry | None) -> None:
+            if self.state is not ConnectionState.OPEN:
+                return
+            if current is None:
+                self._send("error", entry=entry.entry_id, code=ErrorCode.UNKNOWN_ENTRY.value,
+                           message=f"no upload {entry.entry_id} in this session")
+            else:
+                self._report_finished(current)
+
+        now = self.registry.current(session, entry)
+        if not isinstance(now, Deferred):
+            answer(now)
+            return None
+
+        def failed(failure: Failure) -> None:
+            failure.trap(UploadError)
+            if self.state is ConnectionState.OPEN:
+                self._send("error", entry=entry.entry_id, ref=entry.ref, code=failure.value.code.value,
+                           message=failure.value.message)
+
+        return now.addCallbacks(answer, failed)
 
     def _on_cancel(self, message: dict[str, Any]) -> None:
         session = self.session
@@ -526,7 +549,7 @@ class UploadConnection:
         self._acks[entry.entry_id] = (entry.received, max(chunk_size, window // 4))
         self._send("accepted", ref=entry.ref, entry=entry.entry_id, offset=entry.received, window=window,
                    chunk_size=entry.slot.chunk_size)
-        if entry.status is EntryStatus.COMPLETE:  # zero-byte file
+        if entry.client_size == 0 and entry.status is EntryStatus.COMPLETE:
             self._report_finished(entry)
 
     def _report_finished(self, entry: Entry) -> None:

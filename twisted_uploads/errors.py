@@ -32,6 +32,7 @@ class ErrorCode(str, Enum):
     STORAGE_FAILED = "storage_failed"
     TOO_MANY_ENTRIES = "too_many_entries"
     UNREACHABLE = "unreachable"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
 
     def __str__(self) -> str:
         return self.value
@@ -59,6 +60,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.STORAGE_FAILED: "The server could not store the file.",
     ErrorCode.TOO_MANY_ENTRIES: "This page has started too many uploads; reload it to start again.",
     ErrorCode.UNREACHABLE: "The upload server cannot be reached; retrying.",
+    ErrorCode.REGISTRY_UNAVAILABLE: "The upload registry cannot be reached; try again shortly.",
 }
 
 #: WebSocket close codes (docs/protocol.md §10).
@@ -76,6 +78,7 @@ CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.INVALID_TOKEN: CLOSE_INVALID_TOKEN,
     ErrorCode.PROTOCOL_ERROR: CLOSE_PROTOCOL_ERROR,
     ErrorCode.TIMEOUT: CLOSE_AUTH_TIMEOUT,
+    ErrorCode.REGISTRY_UNAVAILABLE: CLOSE_TRY_AGAIN,
 }
 
 

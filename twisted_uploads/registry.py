@@ -326,6 +326,10 @@ class UploadRegistry:
             if resumed:
                 self._save(session, entry, durable=False)
 
+    def current(self, session: UploadSession, entry: Entry) -> Entry | None:
+        """The entry as it is now, None once it is gone (a cluster registry asks Redis)."""
+        return entry if session.entries.get(entry.entry_id) is entry else None
+
     def _reopen(self, session: UploadSession, entry: Entry) -> None:
         self._check_open_files()
         try:
@@ -594,7 +598,7 @@ class UploadRegistry:
                 raise UploadError(ErrorCode.STORAGE_FAILED, f"no stored bytes for {name}")
             self._admit(session, slot_name, name, client_type, size)
             if sha256 is None or head is None:
-                sha256, head = _sha256_and_head(source_path)
+                sha256, head = sha256_and_head(source_path)
             entry.detected_type = check_content(entry.slot, name, client_type, head)
             entry.sha256 = sha256
             try:
@@ -709,7 +713,7 @@ class UploadRegistry:
         return iter(list(self.sessions.values()))
 
 
-def _sha256_and_head(path: str) -> tuple[str, bytes]:
+def sha256_and_head(path: str) -> tuple[str, bytes]:
     """The file's SHA-256 and its first HEAD_BYTES bytes, in one read."""
     digest = hashlib.sha256()
     with open(path, "rb") as source:

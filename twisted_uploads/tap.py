@@ -135,7 +135,7 @@ def join_cluster(parent: IService, upload_server: UploadServer, redis_url: str, 
 
     The cluster service starts before the listeners (a connection never meets the single-process registry).
     """
-    from .cluster import cluster_service
+    from .clusternode import cluster_service
     from .stores import store_from_setting
 
     store = store_from_setting(storage, local_dir=local_dir, s3_options=s3_options or {})

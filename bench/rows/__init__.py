@@ -5,8 +5,8 @@ Needs: "ours" (twisted_uploads importable by the harness's Python), "venv" (benc
 bench protocol client, gunicorn, Django), "node" (the tus peer), "djust" (the djust peer). setup_peers.sh builds
 the parts the chosen groups need; a group needing "ours" or "venv" fails when they are missing, a peer row skips.
 """
-from rows import (browser, concurrency, django_multipart, djust, lag, memory, ours, raw, small_files, tus,
-                  wan)
+from rows import (browser, cluster, concurrency, django_multipart, djust, lag, memory, ours, raw, small_files,
+                  tus, wan)
 
 GROUPS = [
     ("raw", raw.run_raw, set()),
@@ -21,6 +21,7 @@ GROUPS = [
     ("small", small_files.run_small, {"ours", "venv"}),
     ("wan", wan.run_wan, {"ours", "venv", "node", "djust"}),
     ("lag", lag.run_lag, {"ours", "venv"}),
+    ("cluster", cluster.run_cluster, {"ours", "venv"}),
 ]
 #: Groups whose rows are peers (the ratios' denominators on loopback).
 PEER_GROUPS = {"gunicorn", "twisted-wsgi", "tus", "djust"}

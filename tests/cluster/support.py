@@ -31,7 +31,9 @@ class WaitingTransport(FakeTransport):
 
     def send_text(self, text: str) -> None:
         super().send_text(text)
-        self._deliver()
+        # Delivered in a later reactor turn, as over a socket: a test reacting to a message never runs inside
+        # the server's own call that sent it.
+        reactor.callLater(0, self._deliver)
 
     def _deliver(self) -> None:
         while self._waiting and self._seen < len(self.sent):
@@ -113,6 +115,10 @@ class ClusterTestCase(RedisTestCase):
         self.store = self.make_store()
         self.a = yield self.make_node("node-a")
         self.b = yield self.make_node("node-b")
+
+    def sweeps(self) -> Any:
+        """Every node's sweep, finished (nodes on a shared Clock all sweep when it advances)."""
+        return defer.gatherResults([self.a.registry.sweep(), self.b.registry.sweep()])
 
     @defer.inlineCallbacks
     def make_node(self, name: str) -> Any:

@@ -62,6 +62,24 @@ class ResumeOnAnotherNodeTests(ClusterTestCase):
         self.assertEqual((yield complete)["sha256"], SHA)
 
     @defer.inlineCallbacks
+    def test_an_upload_whose_node_died_gets_a_grace_and_completes_elsewhere(self) -> Any:
+        _first, entry_id = yield self.start_upload(self.a, 12 * 1024)
+        yield self.a.registry.records.idle()
+        yield self.a.state.close()  # node a is gone: its heartbeat with it
+        yield self.b.registry.sweep()
+        record = yield self.b.state.get("page-1", entry_id)
+        self.assertEqual((record.status, record.server), ("paused", "node-b"))
+        self.assertGreater(record.deadline, self.b.registry.clock.seconds())
+        second = yield self.b.client()
+        accepted = second.transport.next("accepted")
+        second.send("resume", entry=entry_id)
+        accepted = yield accepted
+        self.assertEqual(accepted["offset"], 12 * 1024)
+        complete = second.transport.next("complete")
+        second.stream(entry_id, DATA, accepted["offset"], len(DATA))
+        self.assertEqual((yield complete)["sha256"], SHA)
+
+    @defer.inlineCallbacks
     def test_the_slot_bound_counts_entries_on_every_node(self) -> Any:
         one = {"one": SlotConfig(max_entries=1, chunk_size=1024)}
         first = yield self.a.client(slots=one)
@@ -118,6 +136,38 @@ class DjangoSideTests(ClusterTestCase):
         self.assertEqual((yield index.list_entries("page-1")), [])
 
 
+    @defer.inlineCallbacks
+    def complete_upload(self, node: Any) -> Any:
+        client = yield node.client()
+        accepted = client.transport.next("accepted")
+        client.send("announce", ref="f1", slot="files", name="a.txt", mime="text/plain", size=len(DATA))
+        entry_id = (yield accepted)["entry"]
+        complete = client.transport.next("complete")
+        client.stream(entry_id, DATA, 0, len(DATA))
+        yield complete
+        return client, entry_id
+
+    @defer.inlineCallbacks
+    def test_a_page_asking_after_an_entry_a_worker_consumed_hears_it_is_gone(self) -> Any:
+        client, entry_id = yield self.complete_upload(self.a)
+        index = yield self.index()
+        [claimed] = yield index.claim_complete("page-1", "files")
+        yield index.consume("page-1", claimed.entry_id)
+        gone = client.transport.next("error")
+        client.send("resume", entry=entry_id)  # what the browser asks after a submit
+        gone = yield gone
+        self.assertEqual((gone["entry"], gone["code"]), (entry_id, "unknown_entry"))
+
+    @defer.inlineCallbacks
+    def test_a_client_cancel_of_a_complete_entry_is_answered_and_removes_it(self) -> Any:
+        client, entry_id = yield self.complete_upload(self.a)
+        cancelled = client.transport.next("cancelled")
+        client.send("cancel", entry=entry_id)  # the user replaced the file before saving
+        self.assertEqual((yield cancelled)["entry"], entry_id)
+        index = yield self.index()
+        self.assertEqual((yield index.list_entries("page-1")), [])
+
+
 class ExpiryTests(ClusterTestCase):
     """Deadlines are Redis's: a paused entry goes at the end of its grace, whichever node had it."""
 
@@ -141,10 +191,10 @@ class ExpiryTests(ClusterTestCase):
         client.drop()
         yield self.a.registry.records.idle()
         self.clock.advance(29)
-        yield self.b.registry.sweep()
+        yield self.sweeps()
         self.assertEqual(self.store.partial_size("page-1", entry_id), 2048)
         self.assertIsNotNone((yield self.a.state.get("page-1", entry_id)))
         self.clock.advance(2)
-        yield self.b.registry.sweep()
+        yield self.sweeps()
         self.assertIsNone((yield self.a.state.get("page-1", entry_id)))
         self.assertIsNone(self.store.partial_size("page-1", entry_id))
