@@ -34,11 +34,6 @@ log = Logger()
 DEFAULT_THREADS = 4
 #: Queued chunks the worker writes with one ``writev`` (fewer syscalls when it fell behind; the bytes are not copied).
 WRITEV_BATCH = 64
-#: Chunks are handed to the worker in groups of at least this many bytes (or after HOLD_SECONDS): each hand-over
-#: wakes a thread and, once written, the reactor again; at 64 KiB chunks one wake per chunk cost more CPU than
-#: the hashing it moved (docs/benchmarks.md, run 6). Keep it below an ack step (a quarter of the smallest window).
-HOLD_BYTES = 256 * 1024
-HOLD_SECONDS = 0.002
 
 
 class WriterPool:
@@ -121,10 +116,6 @@ class ThreadedFileWriter:
         self._notified = self.durable
         self._file: Any = None
         self._renamed = False
-        #: Chunks written but not handed to the worker yet (reactor thread only; see HOLD_BYTES).
-        self._held: list[tuple[Any, Any]] = []
-        self._held_bytes = 0
-        self._hold_timer: Any = None
         #: Fires (in the reactor thread) once the writer's first last job (suspend, close, abort) ran: from then on
         #: another writer may open the same file (the store waits on this for a quick resume).
         self.drained: Deferred[None] = Deferred()
@@ -152,22 +143,10 @@ class ThreadedFileWriter:
         if self._finished:
             raise OSError(0, "the entry's file is not open")
         self._queued_to += len(data)
-        held = self._held
-        held.append((data, digest))
-        self._held_bytes += len(data)
-        if self._held_bytes >= HOLD_BYTES:
-            self._hand_over()
-        elif self._hold_timer is None:
-            self._hold_timer = self._reactor.callLater(HOLD_SECONDS, self._hand_over)
-
-    def _hand_over(self) -> None:
-        """Give the held chunks to the worker in one go."""
-        timer, self._hold_timer = self._hold_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        held, self._held, self._held_bytes = self._held, [], 0
-        if held:
-            self._submit(*held)
+        # Handed over at once: a chunk held back to batch it delays its ack, and with a small window every ack
+        # waits for it (64 KiB per 2 ms of holding is 32 MiB/s). Chunks that arrive while the worker is busy
+        # batch by themselves: they queue, and the worker writes them with one writev.
+        self._submit((data, digest))
 
     def watch(self, callback: Callable[[int], None]) -> None:
         self._callback = callback
@@ -183,21 +162,19 @@ class ThreadedFileWriter:
         if self._error is not None:
             raise self._error
         with self._lock:
-            idle = self._ready and not self._running and not self._jobs and not self._held
+            idle = self._ready and not self._running and not self._jobs
         if idle and not self._finished:
             self._finished = True
             self._complete_file()
             return str(self._final)
         done: Deferred[str] = Deferred()
         self._finished = True
-        self._hand_over()
         self._submit(_Final(self, self._complete_file, done))
         return done.addCallback(lambda _: str(self._final))
 
     def abort(self) -> Deferred[None]:
         """Drop what is queued and delete the file (also after a ``close`` that is still in flight)."""
         self._discarding = True
-        self._held, self._held_bytes = [], 0
         return self._finish(self._discard_file, "discard")
 
     def _finish(self, job: Callable[[], None], doing: str) -> Deferred[None]:
@@ -205,7 +182,6 @@ class ThreadedFileWriter:
             return succeed(None)
         self._finished = True
         done: Deferred[None] = Deferred()
-        self._hand_over()
         self._submit(_Final(self, job, done))
 
         def failed(failure: Failure) -> None:
