@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Our server for bench rows that need to look inside it, with the server code untouched.
 
-    server.py [--lag-log LAG_JSON] [--lag-interval S] [--adaptive-window] [--threaded-writer] -- [twistd uploads options]
+    server.py [--lag-log LAG_JSON] [--lag-interval S] [--adaptive-window] [--threaded-writer]
+              -- [twistd uploads options]
 
 Builds the same UploadServer and Site as ``twistd uploads`` (twisted_uploads.tap's options and builder) and
 prints "listening" once its port is open. Optional instruments:
