@@ -211,7 +211,8 @@ def machine_info(b, elapsed):
     versions["chromium"] = sh("chromium --version 2>/dev/null")
     versions["curl"] = sh("curl --version | head -1")
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "smoke": b.a.smoke, "file_bytes": b.size, "elapsed_seconds": round(elapsed, 1),
+            "smoke": b.a.smoke, "threaded_writer": b.a.threaded_writer, "file_bytes": b.size,
+            "elapsed_seconds": round(elapsed, 1),
             "git": sh(f"git -C {ROOT} rev-parse --short HEAD"), "nproc": os.cpu_count(),
             "cpu": cpu.group(1) if cpu else platform.processor(), "kernel": platform.release(),
             "memory": sh("free -h | sed -n 2p"), "loadavg_at_end": sh("cat /proc/loadavg"), "versions": versions,
@@ -267,6 +268,9 @@ def main():
     ap.add_argument("--cluster-uploads", type=int, help="concurrent uploads of the cluster rows (default 50, smoke 4)")
     ap.add_argument("--cluster-mib", type=int, help="MiB per cluster upload (default 20, smoke 1)")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during one more upload")
+    ap.add_argument("--threaded-writer", action="store_true",
+                    help="our server writes and hashes in worker threads (TempFileStore(threaded=True), "
+                         "twisted_uploads/threadedwriter.py), through bench/harness/server.py --threaded-writer")
     ap.add_argument("--json", help="result file (default OUT/results.json, smoke OUT/smoke.json)")
     ap.add_argument("--plot", help="write the throughput PNG here (needs matplotlib in the bench venv)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="work dir (default bench/out)")

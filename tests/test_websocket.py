@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from twisted_uploads.codec import encode_chunk
+from twisted_uploads.slots import SlotConfig
 from twisted_uploads.websocket import origin_allowed, parse_origin
 
-from .support import fuzz
+from .e2e.support import ServerTestCase
+from .support import fuzz, stored_files
 
 
 def allowed(origin: str | None, *patterns: str, host: str = "example.com:8000", secure: bool = False) -> bool:
@@ -132,3 +141,70 @@ class MalformedOriginTests(TestCase):
     def test_any_input_gives_an_answer_never_an_exception(self, origin: str, patterns: list[str], host: str,
                                                            secure: bool) -> None:
         self.assertIn(origin_allowed(origin, patterns, host=host, secure=secure), (True, False))
+
+
+class StreamingFrameTests(ServerTestCase):
+    """The adapter reads messages through Autobahn's streaming API (onMessageFrameData): a message arrives whole
+    however it is fragmented or split across reads, and Autobahn's frame and message limits still hold."""
+
+    def fragments(self, client: Any, is_binary: bool, pieces: list[bytes]) -> None:
+        """Send one message as one frame per piece (a fragmented message, RFC 6455 §5.4)."""
+        protocol = client.protocol
+        protocol.beginMessage(isBinary=is_binary)
+        for piece in pieces:
+            protocol.beginMessageFrame(len(piece))
+            protocol.sendMessageFrameData(piece)
+        protocol.endMessage()
+
+    @inlineCallbacks
+    def test_a_chunk_in_several_frames_is_stored_whole(self) -> None:
+        client = yield self.raw_client(self.token(files=SlotConfig(max_file_size=1 << 20, chunk_size=256 << 10)))
+        data = os.urandom(200_000)
+        accepted = yield client.announce("a.bin", len(data))
+        frame = encode_chunk(accepted["entry"], 0, data)
+        # The header itself split over two frames, then the payload in uneven pieces.
+        self.fragments(client, True, [frame[:5], frame[5:70_000], frame[70_000:]])
+        complete = yield client.next("complete")
+        self.assertEqual(complete["sha256"], hashlib.sha256(data).hexdigest())
+        [stored] = stored_files(self.upload_dir, records=False)
+        self.assertEqual(stored.read_bytes(), data)
+
+    @inlineCallbacks
+    def test_chunks_larger_than_a_read_arrive_in_order(self) -> None:
+        client = yield self.raw_client(self.token(files=SlotConfig(max_file_size=8 << 20, chunk_size=1 << 20)))
+        data = os.urandom(3 * (1 << 20) + 5)
+        accepted = yield client.announce("b.bin", len(data))
+        for offset in range(0, len(data), 1 << 20):
+            client.send_chunk(accepted["entry"], offset, data[offset:offset + (1 << 20)])
+        complete = yield client.next("complete")
+        self.assertEqual(complete["sha256"], hashlib.sha256(data).hexdigest())
+
+    @inlineCallbacks
+    def test_a_fragmented_control_message_is_understood(self) -> None:
+        client = yield self.raw_client(self.token())
+        text = json.dumps({"type": "announce", "ref": "r1", "slot": "files", "name": "c.txt", "mime": "",
+                           "size": 3}).encode()
+        self.fragments(client, False, [text[:10], text[10:]])
+        accepted = yield client.next("accepted")
+        self.assertEqual(accepted["ref"], "r1")
+
+    @inlineCallbacks
+    def test_a_frame_over_the_limit_closes_with_1009(self) -> None:
+        client = yield self.raw_client(self.token())  # 64 KiB chunks: the frame limit is 64 KiB + the header
+        client.protocol.sendMessage(b"\0" * (2 * 65536), isBinary=True)
+        code, _reason = yield client.closed
+        self.assertEqual(code, 1009)
+
+    @inlineCallbacks
+    def test_a_message_over_the_limit_in_small_frames_closes_with_1009(self) -> None:
+        client = yield self.raw_client(self.token())
+        self.fragments(client, True, [b"\0" * 40_000] * 4)  # every frame fits; the message does not
+        code, _reason = yield client.closed
+        self.assertEqual(code, 1009)
+
+    @inlineCallbacks
+    def test_invalid_utf8_in_a_text_message_closes_with_1007(self) -> None:
+        client = yield self.raw_client(self.token())
+        self.fragments(client, False, [b'{"type": "', b"\xff\xfe"])
+        code, _reason = yield client.closed
+        self.assertEqual(code, 1007)

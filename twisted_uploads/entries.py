@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
 from .errors import ErrorCode, UploadError
 from .slots import SlotConfig
 from .validation import HEAD_BYTES, check_content
@@ -247,13 +250,19 @@ class Entry:
             head += payload[: HEAD_BYTES - len(head)]
             if len(head) >= min(HEAD_BYTES, self.client_size):
                 self._check_head()
-        assert self.writer is not None
+        writer = self.writer
+        assert writer is not None
+        digest = self._hash
         try:
-            self.writer.write(payload)
+            if digest is not None and getattr(writer, "hashes", False):
+                # The writer hashes in its worker thread, in order, after writing (twisted_uploads.threadedwriter).
+                writer.write_hashed(payload, digest)
+                digest = None
+            else:
+                writer.write(payload)
         except OSError as error:
             message = f"could not store {self.client_name}: {error.strerror}"
             raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
-        digest = self._hash
         if digest is not None:
             digest.update(payload)
         self.received += size
@@ -263,16 +272,37 @@ class Entry:
         head, self._head = self._head, None
         self.detected_type = check_content(self.slot, self.client_name, self.client_type, bytes(head or b""))
 
-    def finish(self) -> None:
-        """Close the stored file once every byte arrived (also the path for zero-byte files)."""
+    def finish(self) -> "Deferred[None] | None":
+        """Close the stored file once every byte arrived (also the path for zero-byte files).
+
+        A writer working in a thread may answer with a Deferred of the location: the entry is then complete when
+        it fires (the returned Deferred), unless it was released meanwhile (cancelled, failed: ``cancelled``).
+        """
         self.check_whole_head()
-        assert self.writer is not None
+        writer = self.writer
+        assert writer is not None
         try:
-            location = self.writer.close()
+            location = writer.close()
         except OSError as error:
-            message = f"could not store {self.client_name}: {error.strerror}"
-            raise UploadError(ErrorCode.STORAGE_FAILED, message) from error
-        self.completed_at(location)
+            raise self._storage_failed(error) from error
+        if not isinstance(location, Deferred):
+            self.completed_at(location)
+            return None
+
+        def closed(location: str) -> None:
+            if self.writer is not writer:
+                raise UploadError(ErrorCode.CANCELLED, f"{self.client_name} was dropped while it was stored")
+            self.completed_at(location)
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(OSError):
+                return Failure(self._storage_failed(failure.value))
+            return failure
+
+        return location.addCallbacks(closed, failed)
+
+    def _storage_failed(self, error: OSError) -> UploadError:
+        return UploadError(ErrorCode.STORAGE_FAILED, f"could not store {self.client_name}: {error.strerror}")
 
     def check_whole_head(self) -> None:
         """Check the content of a file shorter than the head (its head check waited for more bytes)."""

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from .entries import Entry, EntryInfo, EntryOwner, EntryStatus
@@ -343,16 +345,29 @@ class UploadRegistry:
         entry.writer = writer
         self.open_files += 1
 
-    def complete(self, session: UploadSession, entry: Entry) -> None:
-        """Every byte arrived: close the file (final content check included) and start the consume TTL."""
+    def complete(self, session: UploadSession, entry: Entry) -> "Deferred[None] | None":
+        """Every byte arrived: close the file (final content check included) and start the consume TTL.
+
+        A writer that closes in a thread makes this a Deferred, fired once the entry is complete (or failed).
+        """
         try:
-            entry.finish()
+            closing = entry.finish()
         except UploadError as error:
             self.fail(session, entry, error)
             raise
-        finally:
-            if entry.writer is None and entry.status is EntryStatus.COMPLETE:
-                self.open_files -= 1
+        if closing is None:
+            self._completed(session, entry)
+            return None
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(UploadError):
+                self.fail(session, entry, failure.value)
+            return failure
+
+        return closing.addCallbacks(lambda _: self._completed(session, entry), failed)
+
+    def _completed(self, session: UploadSession, entry: Entry) -> None:
+        self.open_files -= 1
         self._cancel_timeout(entry)
         self._expire_after(session, entry, self.complete_ttl)
 

@@ -152,9 +152,49 @@ class TempFileStore:
     streaming, ``<entry id>`` once complete, ``<entry id>.json`` its record, ``.owners/`` the servers' locks.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, threaded: bool = False, reactor: Any = None,
+                 threads: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        #: Write and hash each entry in a worker thread (twisted_uploads.threadedwriter) instead of on the reactor.
+        self.threaded = threaded
+        self._pool: Any = None
+        self._reactor = reactor
+        self._threads = threads
+        #: Threaded writers still finishing on a partial file (a pause): a writer reopened on it waits for them.
+        self._draining: dict[Path, Any] = {}
+
+    def _writer(self, directory: Path, entry_id: int, offset: int | None) -> Any:
+        if not self.threaded:
+            return TempFileWriter(directory, entry_id, offset)
+        from twisted.internet.defer import Deferred
+
+        from .threadedwriter import DEFAULT_THREADS, ThreadedFileWriter, WriterPool
+
+        if self._pool is None:
+            self._pool = WriterPool(self._reactor, self._threads or DEFAULT_THREADS)
+        partial = directory / f"{entry_id}.part"
+        previous = self._draining.get(partial)
+        after: Any = None
+        if previous is not None:
+            after = Deferred()
+            previous.addBoth(lambda result: (after.callback(None), result)[1])
+        writer = ThreadedFileWriter(directory, entry_id, offset, self._pool, after=after)
+        drained = writer.drained
+        self._draining[partial] = drained
+
+        def forget(result: object) -> object:
+            if self._draining.get(partial) is drained:
+                del self._draining[partial]
+            return result
+
+        drained.addBoth(forget)
+        return writer
+
+    def stop(self) -> None:
+        """Join the worker threads of a threaded store (they are also stopped when the reactor shuts down)."""
+        if self._pool is not None:
+            self._pool.stop()
 
     def _session_dir(self, session_id: str) -> Path:
         directory = self.root / session_directory_name(session_id)
@@ -162,10 +202,10 @@ class TempFileStore:
         return directory
 
     def open(self, session_id: str, entry_id: int) -> TempFileWriter:
-        return TempFileWriter(self._session_dir(session_id), entry_id)
+        return self._writer(self._session_dir(session_id), entry_id, None)
 
     def reopen(self, session_id: str, entry_id: int, offset: int) -> TempFileWriter:
-        return TempFileWriter(self.root / session_directory_name(session_id), entry_id, offset)
+        return self._writer(self.root / session_directory_name(session_id), entry_id, offset)
 
     def partial_size(self, session_id: str, entry_id: int) -> int | None:
         try:
@@ -196,7 +236,14 @@ class TempFileStore:
 
     def move_partial(self, from_session: str, to_session: str, entry_id: int) -> None:
         source = self.root / session_directory_name(from_session) / f"{entry_id}.part"
-        os.replace(source, self._session_dir(to_session) / f"{entry_id}.part")
+        target = self._session_dir(to_session) / f"{entry_id}.part"
+        os.replace(source, target)
+        draining = self._draining.pop(source, None)
+        if draining is not None:
+            # A paused threaded writer still finishing writes into the moved file (its descriptor follows it).
+            self._draining[target] = draining
+            draining.addBoth(lambda result: (self._draining.pop(target, None)
+                                             if self._draining.get(target) is draining else None, result)[1])
 
     def discard_session(self, session_id: str) -> None:
         # Only an empty directory goes: another server sharing the root may have just opened a file in it.

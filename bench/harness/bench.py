@@ -148,6 +148,10 @@ class Bench:
         """`twistd -n uploads` on a free port, uploads into self.upload_dir (emptied); .url is its WebSocket."""
         from harness.files import empty_dir
         from harness.procs import Server, free_port
+        if getattr(self.a, "threaded_writer", False):
+            # The same server, built by bench/harness/server.py so its store can be the threaded one.
+            options = (["--window", str(window)] if window else []) + list(extra)
+            return self.instrumented_server(name, ["--threaded-writer"], options)
         port = free_port()
         empty_dir(self.upload_dir)
         argv = [self.py, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
@@ -160,15 +164,20 @@ class Bench:
         srv.url = f"ws://127.0.0.1:{port}/uploads/ws"
         return srv
 
-    def instrumented_server(self, name, flags=()):
-        """Our server through bench/harness/server.py (a lag probe, the adaptive-window preview: `flags`), on a
-        free port, uploads into self.upload_dir (emptied); .url is its WebSocket, .port its port."""
+    def instrumented_server(self, name, flags=(), options=()):
+        """Our server through bench/harness/server.py (a lag probe, the adaptive-window preview, the threaded
+        writer: `flags`; `twistd uploads` options: `options`), on a free port, uploads into self.upload_dir
+        (emptied); .url is its WebSocket, .port its port. --threaded-writer (the run's option) applies here too."""
         from harness.files import empty_dir
         from harness.procs import Server, free_port
         port = free_port()
         empty_dir(self.upload_dir)
+        flags = list(flags)
+        if getattr(self.a, "threaded_writer", False) and "--threaded-writer" not in flags:
+            flags.append("--threaded-writer")
         argv = [self.py, os.path.join(HERE, "harness", "server.py"), *flags, "--",
-                "--listen", f"tcp:{port}:interface=127.0.0.1", "--upload-dir", self.upload_dir, "--secret", SECRET]
+                "--listen", f"tcp:{port}:interface=127.0.0.1", "--upload-dir", self.upload_dir, "--secret", SECRET,
+                *options]
         srv = Server(name, argv, self.out, cwd=self.out, ready_line="listening")
         srv.port, srv.url = port, f"ws://127.0.0.1:{port}/uploads/ws"
         return srv

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Our server for bench rows that need to look inside it, with the server code untouched.
 
-    server.py [--lag-log LAG_JSON] [--lag-interval S] [--adaptive-window] -- [twistd uploads options]
+    server.py [--lag-log LAG_JSON] [--lag-interval S] [--adaptive-window] [--threaded-writer]
+              -- [twistd uploads options]
 
 Builds the same UploadServer and Site as ``twistd uploads`` (twisted_uploads.tap's options and builder) and
 prints "listening" once its port is open. Optional instruments:
@@ -10,6 +11,9 @@ prints "listening" once its port is open. Optional instruments:
 fired (``reactor.seconds()`` at the call minus when it was due). Anything holding the reactor thread (hashing,
 writing, framing a big read) delays it by as much. On SIGTERM it writes LAG_JSON: [wall time, lag seconds]
 pairs, so the harness keeps the samples of its workload's window.
+
+``--threaded-writer``: the store is ``TempFileStore(threaded=True)``: each entry is written and hashed in a worker
+thread (twisted_uploads/threadedwriter.py) instead of on the reactor.
 
 ``--adaptive-window``: a preview of twisted_uploads.flow wired into the connection the way docs/benchmarks.md
 ("Adaptive window: the hooks") describes, by wrapping three UploadConnection methods in this process only: a
@@ -25,6 +29,7 @@ import time
 from twisted.internet import reactor
 
 from twisted_uploads.service import UploadService
+from twisted_uploads.storage import TempFileStore
 from twisted_uploads.tap import Options, build_upload_server
 from twisted_uploads.tokens import HMACTokenVerifier
 
@@ -112,12 +117,15 @@ def main():
     ap.add_argument("--lag-log")
     ap.add_argument("--lag-interval", type=float, default=0.005)
     ap.add_argument("--adaptive-window", action="store_true")
+    ap.add_argument("--threaded-writer", action="store_true")
     a = ap.parse_args(argv[:cut])
     options = Options()
     options.parseOptions(argv[cut + 1:])
     if a.adaptive_window:
         install_adaptive_window()
     server = build_upload_server(options, HMACTokenVerifier(options["secret"]))
+    if a.threaded_writer:
+        server.use_store(TempFileStore(server.store.root, threaded=True, reactor=reactor))
     service = UploadService(server, server.standalone_site(options["ws-path"]), options["listen"])
     reactor.callWhenRunning(service.startService)
     reactor.callWhenRunning(lambda: print("listening", flush=True))

@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from .. import SUBPROTOCOL
-from ..codec import HEADER_SIZE, SERVER_MESSAGES, decode_message, encode_chunk_header, encode_message
+from ..codec import CHUNK_HEADER, HEADER_SIZE, SERVER_MESSAGES, decode_message, encode_message
 from ..errors import CLOSE_INVALID_TOKEN, CLOSE_PROTOCOL_ERROR, MESSAGES, ErrorCode, UploadError
 from ..slots import MAX_CHUNK_SIZE
 from .endpoint import Refusal, check_url, handshake_refusal
@@ -156,6 +156,16 @@ class _ClientProtocol(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.factory.client._opened(self.factory, self)
 
+    def send_binary(self, frame: memoryview) -> None:
+        """One binary message from a buffer the caller reuses as soon as this returns.
+
+        Autobahn's ``sendFrame`` (what ``sendMessage`` ends in, minus its per-call checks: a ``bytes`` payload
+        only, compression, fragmentation, none of which applies) masks the frame into a new ``bytes`` before
+        queueing it, so the caller's buffer is free again at once.
+        """
+        if self.state == self.STATE_OPEN:
+            self.sendFrame(opcode=2, payload=frame)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not isBinary:
             self.factory.client._message(self.factory, self, payload)
@@ -232,6 +242,7 @@ class UploadClient:
         self._server_error: UploadError | None = None
         self._done: Deferred[list[UploadResult]] | None = None
         self._fds: dict[str, int] = {}
+        self._frame = memoryview(bytearray(0))
         self._close_timer: Any = None
         self._answer_timer: Any = None
         self._retry_timer: Any = None
@@ -555,6 +566,8 @@ class UploadClient:
         self._check_done()
 
     def _send_chunks(self, upload: FileUpload) -> None:
+        """Send what the window allows. Each chunk is read with ``preadv`` straight into one reused buffer, behind
+        its header, and that buffer is the frame: no ``bytes`` per read, no header + payload join."""
         protocol = self._protocol
         if protocol is None or upload.status != "uploading":
             return
@@ -562,18 +575,29 @@ class UploadClient:
             fd = self._fds.get(upload.ref)
             if fd is None:
                 fd = self._fds[upload.ref] = os.open(upload.path, os.O_RDONLY)
+            frame = self._frame_buffer(upload.chunk_size)
+            payload = frame[HEADER_SIZE:]
+            entry_id = upload.entry_id or 0
             while upload.sent < upload.size and upload.sent - upload.acked < upload.window:
-                chunk = os.pread(fd, min(upload.chunk_size, upload.size - upload.sent), upload.sent)
-                if not chunk:
+                wanted = min(upload.chunk_size, upload.size - upload.sent)
+                read = os.preadv(fd, [payload[:wanted]], upload.sent)
+                if not read:
                     self._abandon(upload, ErrorCode.SIZE_MISMATCH.value, f"{upload.path} shrank while uploading")
                     return
                 if upload.sent == upload._hashed:
-                    upload._hash.update(chunk)
-                    upload._hashed += len(chunk)
-                protocol.sendMessage(encode_chunk_header(upload.entry_id or 0, upload.sent) + chunk, isBinary=True)
-                upload.sent += len(chunk)
+                    upload._hash.update(payload[:read])
+                    upload._hashed += read
+                CHUNK_HEADER.pack_into(frame, 0, entry_id, upload.sent)
+                protocol.send_binary(frame[:HEADER_SIZE + read])
+                upload.sent += read
         except OSError as error:
             self._abandon(upload, None, f"cannot read {upload.path}: {error.strerror}")
+
+    def _frame_buffer(self, chunk_size: int) -> memoryview:
+        """The one buffer chunks are read into (header + payload), grown to the largest chunk size seen."""
+        if len(self._frame) < HEADER_SIZE + chunk_size:
+            self._frame = memoryview(bytearray(HEADER_SIZE + chunk_size))
+        return self._frame
 
     def _abandon(self, upload: FileUpload, code: str | None, message: str) -> None:
         """Stop a file the client itself cannot finish: cancel it on the server, which would wait for bytes."""
