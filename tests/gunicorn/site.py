@@ -25,6 +25,20 @@ if os.environ.get("TU_REDIS_URL"):
     UPLOADS_STORAGE = str(SCRATCH / "shared")
     if not os.environ.get("TU_KEEP_LISTEN"):
         del UPLOADS_STANDALONE_LISTEN  # scale-out ignores it (check W003 says so)
+# runserver writes nothing once it listens; its server announces it here, so tests wait for that line instead of
+# polling the port (gunicorn, uvicorn and twistd write their own).
+from django.core.servers import basehttp  # noqa: E402
+
+_server_activate = basehttp.WSGIServer.server_activate
+
+
+def _announce_listening(server: basehttp.WSGIServer) -> None:
+    _server_activate(server)
+    print(f"tests: runserver listening on {server.server_address[1]}", flush=True)
+
+
+basehttp.WSGIServer.server_activate = _announce_listening
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 #: Seconds a process may take to answer on its port (2 shared cores, Django imports).
 START_TIMEOUT = 60.0
+#: What each server writes once it listens on ``port``: gunicorn, uvicorn, twistd, and runserver (which says
+#: nothing after binding, so tests/gunicorn/site.py makes its server announce it).
+LISTENING = (r"(Listening at: http://127\.0\.0\.1:{port}\b|Uvicorn running on http://127\.0\.0\.1:{port}\b"
+             r"|Site starting on {port}\b|tests: runserver listening on {port}\b)")
+#: What a gunicorn or uvicorn worker writes once it booted, with its pid.
+WORKER_BOOTED = r"Booting worker with pid: (\d+)|Started server process \[(\d+)\]"
 
 
 def free_port() -> int:
@@ -33,20 +40,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
-    """Return once something accepts on ``port``; raise if ``process`` exits first or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before port {port} answered")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # polling the port (the brief's readiness rule), bounded by the deadline
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
 
 
 def _listening_inodes() -> dict[str, int]:
@@ -100,17 +93,6 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def wait_for_children(pid: int, count: int, timeout: float = START_TIMEOUT) -> set[int]:
-    """Wait until ``pid`` has ``count`` live children (gunicorn's workers booted); return their pids."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = children(pid)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)  # polling /proc, bounded by the deadline
-    raise TimeoutError(f"process {pid} has {len(children(pid))} children, not {count}, after {timeout:g} s")
-
-
 def get_json(url: str, timeout: float = 30.0) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -161,9 +143,51 @@ class ServerProcess:
             env["TU_KEEP_LISTEN"] = "1"
         self.log_path = self.scratch / f"server-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
-        self.process = subprocess.Popen(argv, cwd=str(self.scratch), env=env, stdout=self._log,
+        self._lines: list[str] = []
+        self._ended = False
+        self._output = threading.Condition()
+        self.process = subprocess.Popen(argv, cwd=str(self.scratch), env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.pid = self.process.pid
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        """Copy the server's output to its log, waking whoever waits for a line (no polling)."""
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._log.write(raw)
+            self._log.flush()
+            with self._output:
+                self._lines.append(raw.decode(errors="replace"))
+                self._output.notify_all()
+        with self._output:
+            self._ended = True
+            self._output.notify_all()
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = START_TIMEOUT) -> list[re.Match[str]]:
+        """The first ``count`` output lines matching ``pattern``, once the server wrote them; raises if it exits
+        or the deadline passes first."""
+        deadline = time.monotonic() + timeout
+        with self._output:
+            while True:
+                found = [m for m in map(re.compile(pattern).search, self._lines) if m is not None]
+                if len(found) >= count:
+                    return found[:count]
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    state = "exited" if self._ended else f"wrote nothing matching it after {timeout:g} s"
+                    raise RuntimeError(f"{self.process.args[0]} {state} (waiting for {pattern!r} x{count}):\n"
+                                       + "".join(self._lines[-20:]))
+                self._output.wait(remaining)
+
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
+        """Once the server says it listens on its port (each server's own line, written after it bound)."""
+        self.wait_for(LISTENING.format(port=self.port), timeout=timeout)
+
+    def wait_workers(self, count: int, timeout: float = START_TIMEOUT) -> set[int]:
+        """Once ``count`` workers said they booted (gunicorn, uvicorn); their pids."""
+        return {int(next(g for g in m.groups() if g)) for m in self.wait_for(WORKER_BOOTED, count, timeout)}
 
     @property
     def base(self) -> str:
@@ -186,6 +210,7 @@ class ServerProcess:
                 os.kill(worker, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self._reader.join(10)  # EOF once the server and its workers are gone
         self._log.close()
         if self._own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)

@@ -25,8 +25,8 @@ from tests.django_shim.support import CookieUploadClient, in_thread
 from tests.django_shim.test_twistd import HttpBrowser
 from twisted_uploads.client import FileUpload
 
-from .support import Holder, RedisServer, ServerProcess, free_port, get_json, gunicorn, listening_ports, \
-    wait_for_children, wait_for_port
+from .support import Holder, RedisServer, ServerProcess, children, free_port, get_json, gunicorn, \
+    listening_ports
 
 
 def probe_both(server: ServerProcess) -> tuple[dict, dict, set[int]]:
@@ -34,8 +34,8 @@ def probe_both(server: ServerProcess) -> tuple[dict, dict, set[int]]:
 
     Two holders occupy both sync workers; releasing one leaves exactly one worker free for the next request.
     """
-    wait_for_port(server.port, server.process)
-    workers = wait_for_children(server.pid, 2)
+    server.wait_listening()
+    workers = server.wait_workers(2)
     first_holder = Holder(server.base)
     second_holder = Holder(server.base)  # necessarily the other worker: the first one is busy
     first_holder.release()
@@ -77,7 +77,7 @@ class SingleProcessModeTests(unittest.TestCase):
         self.assertEqual(listening_ports(second["pid"]), {server.port})
         self.assertEqual(listening_ports(server.pid), {server.port})
         # Both workers are still the ones that booted (none died and was replaced).
-        self.assertEqual(wait_for_children(server.pid, 2), workers)
+        self.assertEqual(children(server.pid), workers)
         output = server.output()
         self.assertIn("has no upload server", output)  # logged by the refusing worker, not only raised
         self.assertIn("twisted_uploads.W004", output)  # and the startup warning says why
@@ -99,7 +99,7 @@ class PreloadSaveTests(unittest.TestCase):
         ws_port = free_port()
         server = gunicorn(1, preload=True, ws_port=ws_port)
         self.addCleanup(server.stop)
-        yield in_thread(wait_for_port, server.port, server.process)
+        yield in_thread(server.wait_listening)
         browser = HttpBrowser(server.base)
         status, body = yield in_thread(browser.get, "/profile/")
         self.assertEqual(status, 200, body[:500])

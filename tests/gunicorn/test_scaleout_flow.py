@@ -21,7 +21,7 @@ from tests.django_shim.support import CookieUploadClient, in_thread
 from tests.django_shim.test_twistd import HttpBrowser
 from twisted_uploads.client import FileUpload
 
-from .support import Holder, RedisServer, ServerProcess, free_port, gunicorn, wait_for_children, wait_for_port
+from .support import Holder, RedisServer, ServerProcess, free_port, gunicorn
 
 CLUSTER = all(find_spec(name) is not None for name in (
     "twisted_uploads.clusterindex", "twisted_uploads.redisstate", "twisted_uploads.stores", "twisted_uploads.cluster"))
@@ -46,9 +46,9 @@ class ScaleOutFlowTests(unittest.TestCase):
             port=node_port, redis_url=redis.url, scratch=django.scratch, page_origin=django.base)
         # The node shares the scratch directory (UPLOADS_STORAGE = <scratch>/shared) and allows the page's origin.
         self.addCleanup(node.stop)
-        yield in_thread(wait_for_port, django.port, django.process)
-        yield in_thread(wait_for_children, django.pid, 2)
-        yield in_thread(wait_for_port, node_port, node.process)
+        yield in_thread(django.wait_listening)
+        yield in_thread(django.wait_workers, 2)
+        yield in_thread(node.wait_listening)
 
         browser = HttpBrowser(django.base)
         # Both sync workers held; freeing one at a time decides which worker serves the next request.
@@ -97,9 +97,9 @@ class ScaleOutFlowTests(unittest.TestCase):
              "tests.gunicorn.site", "--node", "--listen", f"tcp:{node_port}:interface=127.0.0.1"],
             port=node_port, redis_url=redis.url, scratch=django.scratch, page_origin=django.base)
         self.addCleanup(node.stop)
-        yield in_thread(wait_for_port, django.port, django.process)
-        yield in_thread(wait_for_children, django.pid, 4)
-        yield in_thread(wait_for_port, node_port, node.process)
+        yield in_thread(django.wait_listening)
+        yield in_thread(django.wait_workers, 4)
+        yield in_thread(node.wait_listening)
 
         browser = HttpBrowser(django.base)
         status, body = yield in_thread(browser.get, "/profile/")

@@ -14,8 +14,7 @@ from twisted.trial import unittest
 
 from tests.django_shim.test_twistd import HttpBrowser
 
-from .support import RedisServer, children, free_port, get_json, listening_ports, runserver, uvicorn, \
-    wait_for_children, wait_for_port
+from .support import RedisServer, children, free_port, get_json, listening_ports, runserver, uvicorn
 
 
 class UvicornTests(unittest.TestCase):
@@ -26,7 +25,7 @@ class UvicornTests(unittest.TestCase):
         ws_port = free_port()
         server = uvicorn(1, ws_port=ws_port)
         self.addCleanup(server.stop)
-        wait_for_port(server.port, server.process)
+        server.wait_listening()
         answer = get_json(server.base + "/probe/")
         self.assertTrue(answer["ok"], answer)
         self.assertEqual(answer["reactor_pid"], answer["pid"])
@@ -41,8 +40,8 @@ class UvicornTests(unittest.TestCase):
         self.addCleanup(redis.stop)
         server = uvicorn(2, redis_url=redis.url)
         self.addCleanup(server.stop)
-        wait_for_port(server.port, server.process)
-        workers = wait_for_children(server.pid, 2)
+        server.wait_listening()
+        workers = server.wait_workers(2)
         answers = [get_json(server.base + "/probe/") for _ in range(6)]
         for answer in answers:
             self.assertEqual(answer["reactor_pid"], answer["pid"])
@@ -69,8 +68,8 @@ class RunserverScaleOutTests(unittest.TestCase):
         ws_port = free_port()
         server = runserver(redis_url=redis.url, ws_port=ws_port, keep_listen=True)
         self.addCleanup(server.stop)
-        wait_for_port(server.port, server.process)
-        [child] = wait_for_children(server.pid, 1)  # the autoreloader's serving child
+        server.wait_listening()  # written by the autoreloader's serving child, once it listens
+        [child] = children(server.pid)
         answer = get_json(server.base + "/probe/")
         self.assertEqual(answer["pid"], child)
         status, body = HttpBrowser(server.base).get("/profile/")
