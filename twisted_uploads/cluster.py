@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from .entries import Entry, EntryInfo, EntryOwner, EntryStatus
 from .errors import ErrorCode, UploadError
-from .clusterrecords import RecordedWriter, RedisRecords, logged, unavailable, when_done
+from .clusterrecords import RecordedWriter, RedisRecords, delete_stored_bytes, logged, unavailable, when_done
 from .records import EntryRecord
 from .registry import UploadRegistry, UploadSession
 from .slots import SlotConfig
@@ -472,7 +472,7 @@ class ClusterRegistry(UploadRegistry):
                 elif cancellation.outcome == "removed":
                     self._drop_local(session, entry)
             if cancellation.outcome == "removed" and not (entry is not None and self._streamed_here(entry)):
-                self._delete_bytes(record)  # streaming elsewhere ("cancelled"): that node deletes them
+                delete_stored_bytes(self.store, record, cancellation.previous_status)  # streaming elsewhere ("cancelled"): that node deletes them
             return Entry.from_record(record).info()
 
         return state.cancel_entry(session_id, ref_or_entry_id, now=self.clock.seconds()).addCallback(cancelled)
@@ -494,7 +494,7 @@ class ClusterRegistry(UploadRegistry):
             logged(maybeDeferred(self.store.delete, entry.path), "delete")
             entry.path = None
         elif not streaming:
-            self._delete_bytes(entry.to_record(session.session_id))
+            delete_stored_bytes(self.store, entry.to_record(session.session_id))
 
     def sweep(self) -> Deferred[Any]:
         """Delete every entry whose deadline passed (any node's), unless a request holds it."""
@@ -512,7 +512,7 @@ class ClusterRegistry(UploadRegistry):
                 if entry is not None and session is not None:
                     self._drop_local(session, entry)
                 log.info("Upload {name} ({status}) expired unconsumed", name=record.name, status=record.status)
-                deleted.append(self._delete_bytes(record))
+                deleted.append(delete_stored_bytes(self.store, record))
             for session in list(self.sessions.values()):
                 self._forget_unused(session)
             return DeferredList(deleted)
@@ -536,16 +536,6 @@ class ClusterRegistry(UploadRegistry):
         state = self.state
         return state.take_due(self.clock.seconds()).addCallback(due).addCallback(
             lambda _: state.take_orphans()).addCallback(orphans).addBoth(finished)
-
-    def _delete_bytes(self, record: EntryRecord) -> Deferred[Any]:
-        """Delete a record's bytes wherever they are (complete object, S3 upload in progress, partial file)."""
-        if record.location:
-            return logged(maybeDeferred(self.store.delete, record.location), "delete")
-        if self.remote_store:
-            if record.store:
-                return logged(maybeDeferred(self.store.abort_state, record.store), "abort")
-            return succeed(None)
-        return logged(maybeDeferred(self.store.delete_partial, record.session, record.entry), "delete")
 
     def _drop_local(self, session: UploadSession, entry: Entry) -> None:
         """Forget an entry here without touching its record or bytes (Redis or another node has it now)."""

@@ -20,6 +20,7 @@ from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from .clusterrecords import delete_stored_bytes
 from .entries import Entry, EntryInfo
 from .errors import ErrorCode, UploadError
 from .records import EntryRecord
@@ -94,7 +95,7 @@ class ClusterIndex:
         """Give claimed entries back untouched; one cancelled meanwhile (or past its deadline) goes now."""
         removed = yield self.state.release(session_id, list(entry_ids), self.clock.seconds())
         for record in removed:
-            yield self._discard_bytes(record, record.status)
+            yield delete_stored_bytes(self.store, record)
         return None
 
     @defer.inlineCallbacks
@@ -102,7 +103,7 @@ class ClusterIndex:
         """The application is done with an entry: forget it and delete its bytes. Idempotent."""
         record = yield self.state.consume(session_id, entry_id)
         if record is not None:
-            yield self._discard_bytes(record, record.status)
+            yield delete_stored_bytes(self.store, record)
         return None
 
     @defer.inlineCallbacks
@@ -114,7 +115,7 @@ class ClusterIndex:
         """
         cancellation = yield self.state.cancel_entry(session_id, ref_or_entry_id, now=self.clock.seconds())
         if cancellation.outcome == "removed":
-            yield self._discard_bytes(cancellation.record, cancellation.previous_status)
+            yield delete_stored_bytes(self.store, cancellation.record, cancellation.previous_status)
         return entry_info(cancellation.record)
 
     @defer.inlineCallbacks
@@ -173,7 +174,7 @@ class ClusterIndex:
             yield self.state.save(record)
         except UploadError:
             if record.location is not None:
-                yield self._discard_bytes(record, record.status)
+                yield delete_stored_bytes(self.store, record)
             raise
         return entry_info(record)
 
@@ -183,33 +184,13 @@ class ClusterIndex:
     def expire_due(self, limit: int = 100) -> Any:
         """Remove the records past their deadline that nobody holds, deleting their bytes; how many.
 
-        Upload nodes run this periodically; any process may, since each record goes to one caller only.
+        Upload nodes sweep on their own (``ClusterRegistry.sweep``); any other process may too, since each record
+        goes to one caller only.
         """
         records = yield self.state.take_due(self.clock.seconds(), limit)
         for record in records:
-            yield self._discard_bytes(record, record.status)
+            yield delete_stored_bytes(self.store, record)
         return len(records)
-
-    # -- helpers --------------------------------------------------------------------------------------------------
-
-    @defer.inlineCallbacks
-    def _discard_bytes(self, record: EntryRecord, status: str) -> Any:
-        """Delete what the store holds for a removed record: its file, or the partial bytes nobody streams.
-
-        An entry that was streaming keeps its bytes here: its node holds the writer and deletes them itself. A
-        failure is logged, not raised: the record is gone already, so there is nothing to retry against.
-        """
-        try:
-            if record.location is not None:
-                yield defer.maybeDeferred(self.store.delete, record.location)
-            elif status == "paused":
-                if record.store and hasattr(self.store, "abort_state"):
-                    yield defer.maybeDeferred(self.store.abort_state, record.store)
-                elif hasattr(self.store, "delete_partial"):
-                    yield defer.maybeDeferred(self.store.delete_partial, record.session, record.entry)
-        except (OSError, ValueError, UploadError) as failure:
-            log.warn("Could not delete the bytes of upload {name} ({entry}): {why}", name=record.name,
-                     entry=record.entry, why=failure)
 
 
 def _expired(record: EntryRecord, now: float) -> bool:

@@ -164,3 +164,24 @@ def logged(deferred: Deferred[Any], doing: str) -> Deferred[Any]:
     def failed(failure: Failure) -> None:
         log.warn("Could not {doing} an upload in the store: {error}", doing=doing, error=failure.getErrorMessage())
     return deferred.addErrback(failed)
+
+
+def delete_stored_bytes(store: Any, record: EntryRecord, status: str | None = None) -> Deferred[Any]:
+    """Delete what the store holds for a record Redis let go of: its complete object or file, or the partial bytes
+    of an entry that was paused (``status``, default the record's: what it was before a cancel removed it).
+
+    An entry that was streaming keeps its bytes here: its node holds the writer and deletes them itself. Failures
+    are logged, not raised: the record is gone, so there is nothing left to retry against.
+    """
+    status = record.status if status is None else status
+    if record.location:
+        deleting, doing = maybeDeferred(store.delete, record.location), "delete"
+    elif status != "paused":
+        return succeed(None)
+    elif record.store and hasattr(store, "abort_state"):
+        deleting, doing = maybeDeferred(store.abort_state, record.store), "abort"
+    elif hasattr(store, "delete_partial"):
+        deleting, doing = maybeDeferred(store.delete_partial, record.session, record.entry), "delete"
+    else:
+        return succeed(None)
+    return logged(deleting, doing)
