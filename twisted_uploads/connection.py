@@ -116,6 +116,9 @@ class UploadConnection:
         #: Control messages that arrived while an earlier one was still being answered.
         self._queue: deque[str | bytes] = deque()
         self._busy = False
+        #: Bytes by which the store's durable offset grows at once (an S3 part; 0 for local files), read once:
+        #: the ack check on every data frame uses it.
+        self._durable_step = int(getattr(registry.store, "durable_step", 0) or 0)
 
     # -- events from the adapter ---------------------------------------------------------------------------
 
@@ -220,7 +223,7 @@ class UploadConnection:
         entry_id = entry.entry_id
         acked, step = self._acks.get(entry_id, (0, entry.slot.chunk_size))
         # A remote store's durable offset grows a part at a time: each growth is worth an ack at once.
-        if durable - acked < (1 if self._durable_step() else step):
+        if durable - acked < (1 if self._durable_step else step):
             return
         flow = self._flows.get(entry_id)
         if flow is None:
@@ -516,14 +519,11 @@ class UploadConnection:
         share = self.limits.window_budget // max(1, self.registry.uploading_count())
         return max(self._window_floor(chunk_size), min(self._window(chunk_size), share - share % chunk_size))
 
-    def _durable_step(self) -> int:
-        """Bytes by which the store's durable offset grows at once (an S3 part; 0 for local files)."""
-        return int(getattr(self.registry.store, "durable_step", 0) or 0)
 
     def _window_floor(self, chunk_size: int) -> int:
         """The smallest window that cannot stall: a few chunks, and two of the store's durable steps (acks only
         come when a part is stored, so the client must be allowed to send the next part meanwhile)."""
-        step = self._durable_step()
+        step = self._durable_step
         floor = max(MIN_WINDOW_CHUNKS * chunk_size, 2 * step + chunk_size if step else 0)
         return floor + (-floor) % chunk_size
 
