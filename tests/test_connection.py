@@ -1021,6 +1021,28 @@ class WindowBudgetTests(ConnectionTestCase):
         self.assertLessEqual(acks[0], answer["window"] // 4 + 16384)
 
 
+class FirstWindowTests(ConnectionTestCase):
+    """An adaptive entry starts at 16 MiB when the budget allows: a long fat link is full from the first round."""
+
+    def accepted_window(self, client_id: str, budget: int = 64 * 1024 * 1024) -> int:
+        self.server.limits = ConnectionLimits(window_budget=budget)
+        client = self.server.client(client_id, {"files": SlotConfig(chunk_size=65536, max_file_size=200_000_000)})
+        return client.announce(size=100_000_000, ref=client_id)["window"]
+
+    def test_an_idle_server_grants_sixteen_mib(self) -> None:
+        self.assertEqual(self.accepted_window("first"), 16 * 1024 * 1024)
+
+    def test_the_first_window_is_at_most_the_entrys_share(self) -> None:
+        windows = [self.accepted_window(f"c{index}") for index in range(8)]
+        self.assertEqual(windows[:4], [16 * 1024 * 1024] * 4)
+        self.assertEqual(windows[7], 64 * 1024 * 1024 // 8)
+
+    def test_a_fixed_window_is_not_enlarged(self) -> None:
+        self.server.limits = ConnectionLimits(window_chunks=16)
+        client = self.server.client("fixed", {"files": SlotConfig(chunk_size=65536, max_file_size=200_000_000)})
+        self.assertEqual(client.announce(size=100_000_000)["window"], 16 * 65536)
+
+
 class AdoptTests(TestCase):
     """Resume after a reload: a new page continues a paused entry of an earlier page its token names."""
 

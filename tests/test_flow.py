@@ -85,7 +85,8 @@ class StartingWindow(SynchronousTestCase):
 
     def test_inconsistent_limits_are_refused(self) -> None:
         for kwargs in ({"initial": 4000, "maximum": 3000}, {"initial": 4000, "minimum": 5000},
-                       {"initial": 4000, "minimum": 0}, {"gain": 0.5}):
+                       {"initial": 4000, "minimum": 0}, {"gain": 0.5}, {"initial": 4000, "floor": 8000},
+                       {"initial": 4000, "minimum": 3000, "floor": 2000}):
             with self.subTest(**kwargs):
                 args = {"initial": 4000, "maximum": 64000, **kwargs}
                 self.assertRaises(ValueError, WindowController, Clock(), 1000, args.pop("initial"), **args)
@@ -329,3 +330,60 @@ class Shrinking(SynchronousTestCase):
         flow.received(1000)
         flow.backlog(10**9)
         self.assertEqual((flow.window, flow.floor), (4000, 4000))
+
+
+class Startup(SynchronousTestCase):
+    """Slow start: the window doubles per round while the client is window-limited, until the rate stops
+    growing; then it drains to the steady window (about twice the bandwidth-delay product)."""
+
+    def test_the_window_doubles_each_round_while_the_client_is_window_limited(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 4 * MiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.1)
+        upload.run_until(0.6)
+        self.assertTrue(flow.startup)
+        self.assertEqual([w for _, w in upload.windows], [4 * MiB, 8 * MiB, 16 * MiB, 32 * MiB, 64 * MiB])
+
+    def test_startup_ends_when_the_rate_stops_growing_and_drains_to_the_steady_window(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 4 * MiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.1)
+        upload.run_until(1.5)
+        self.assertFalse(flow.startup)
+        bdp = GBIT * 0.1
+        self.assertLess(flow.window, max(w for _, w in upload.windows))
+        self.assertGreaterEqual(flow.window, 1.5 * bdp)
+        self.assertLessEqual(flow.window, 2.5 * bdp)
+
+    def test_a_large_first_window_fills_a_long_fat_link_from_the_first_round_trip(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 16 * MiB, floor=4 * MiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.1, size=256 * MiB)
+        upload.run_until(5.0)
+        done = next(t for t, end in upload.arrivals if end == 256 * MiB)
+        self.assertAlmostEqual(done, 256 * MiB / GBIT + 0.1, delta=0.01)
+
+    def test_a_large_first_window_drains_to_the_floor_on_a_short_link(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 16 * MiB, floor=4 * MiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.002)
+        upload.run_until(0.5)
+        self.assertFalse(flow.startup)
+        self.assertEqual(flow.window, 4 * MiB)
+
+    def test_a_slow_link_drains_the_first_window_to_its_own_steady_window(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 16 * MiB, floor=256 * KiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=12.5e6, rtt=0.05)  # 100 Mbit/s: a 625 kB product
+        upload.run_until(5.0)
+        self.assertFalse(flow.startup)
+        self.assertLessEqual(flow.window, 2.5 * 12.5e6 * 0.05)
+
+    def test_a_writer_backlog_ends_startup(self) -> None:
+        clock = Clock()
+        flow = WindowController(clock, 64 * KiB, 4 * MiB, maximum=64 * MiB)
+        upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.1)
+        upload.run_until(0.25)
+        self.assertTrue(flow.startup)
+        flow.backlog(flow.backlog_limit + 1)
+        self.assertFalse(flow.startup)

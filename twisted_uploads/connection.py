@@ -54,6 +54,10 @@ class ConnectionState(Enum):
 #: The default flow-control window per entry. Enough to keep loopback and LAN pipes full (docs/benchmarks.md); it
 #: bounds how much a client keeps unacknowledged, not what the server holds in memory (the server stores as it reads).
 DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024
+#: An adaptive entry's first window, when its share of the budget allows: a 1 Gbit/s link at 100 ms (a 12.5 MB
+#: bandwidth-delay product) is full from the first round trip; startup's exit (flow.py) brings the window of a
+#: shorter or slower link back down to its bandwidth-delay product, never below DEFAULT_WINDOW_BYTES.
+INITIAL_ADAPTIVE_WINDOW_BYTES = 16 * 1024 * 1024
 MIN_WINDOW_CHUNKS = 4
 #: Bytes all uploads on the server may keep in flight together: with many uploads each gets a share (never below
 #: MIN_WINDOW_CHUNKS), so acks stay timely instead of queueing behind hundreds of full windows.
@@ -538,9 +542,11 @@ class UploadConnection:
         chunk_size = entry.slot.chunk_size
         window = self._entry_window(chunk_size)
         if self.limits.adaptive_window:
-            flow = WindowController(self.clock, chunk_size, window,
-                                    maximum=max(window, self.limits.window_budget))
-            flow.set_share(self._budget_share())
+            share = self._budget_share()
+            initial = max(window, min(INITIAL_ADAPTIVE_WINDOW_BYTES, share - share % chunk_size))
+            flow = WindowController(self.clock, chunk_size, initial, floor=window,
+                                    maximum=max(initial, self.limits.window_budget))
+            flow.set_share(share)
             window = max(flow.accepted(entry.received), self._window_floor(chunk_size))
             self._flows[entry.entry_id] = flow
         if entry.writer is not None:

@@ -9,10 +9,18 @@ what the server sees of its own acks:
   after the ack that lifted it. The smallest such delay is the round-trip time (``min_rtt``); a client that sends
   slower than it may (app-limited) only makes samples longer, and the minimum ignores those.
 * **Delivery rate** from acks: bytes acknowledged over the last round trip or more.
-* **Window** = ``gain`` x rate x ``min_rtt`` (the bandwidth-delay product, with headroom for ack spacing and
-  server jitter), never below the starting window, never above ``maximum`` or the entry's share of the server's
-  budget. While the client is window-limited, rate = window / RTT, so the window doubles per round trip (growth is
-  applied at most once per ``min_rtt``, and at most x2) until the rate stops growing: the pipe is full.
+* **Startup** (TCP's slow start, BBR's exit rule): while the pipe is not known to be full, the window targets
+  ``startup_gain`` x rate x ``min_rtt``. The rate an ack measures is the one the window of a round trip earlier
+  allowed, so a gain of 2 would only reach the window that was already granted; 2/ln 2 (about 2.9, BBR's startup
+  gain) makes up for that lag and the window doubles per round trip while the client is window-limited. The pipe
+  is full once the rate has grown by less than 25% in three rounds in a row (a round: one ``min_rtt``); startup
+  then ends and the window is set to the steady target below, which may shrink it (it drains the queue startup
+  built). A writer backlog ends startup too.
+* **Steady window** = ``gain`` x rate x ``min_rtt`` (the bandwidth-delay product, with headroom for ack spacing
+  and server jitter), never below ``floor``, never above ``maximum`` or the entry's share of the server's budget;
+  it keeps growing (at most once per round, at most x2) if the rate grows.
+* **The starting window** may be larger than the floor: on an idle server a long fat link is then full from the
+  first round trip instead of after several, and startup's exit brings a short link back to the floor.
 * **Shrinks** when the server falls behind (the writer's backlog above ``backlog_limit``: halved, at most once per
   round trip, and it does not grow back until the backlog has drained to half the limit; the floor drops with it,
   like TCP's ssthresh) and at once when many uploads share the budget (:meth:`set_share`).
@@ -33,18 +41,26 @@ from twisted.internet.interfaces import IReactorTime
 MIN_WINDOW_CHUNKS = 4
 #: Rate samples kept for the windowed maximum (about as many round trips, at four acks per window).
 RATE_SAMPLES = 16
+#: The startup gain: 2/ln 2, so that a window sized from a round trip's old rate still doubles per round trip.
+STARTUP_GAIN = 2.89
+#: Startup ends when the rate grew by less than this factor ...
+FULL_PIPE_GROWTH = 1.25
+#: ... in this many rounds in a row.
+FULL_PIPE_ROUNDS = 3
 
 
 class WindowController:
     """The adaptive window of one entry; see the module docstring for the rules."""
 
     def __init__(self, clock: IReactorTime, chunk_size: int, initial: int, *, maximum: int,
-                 minimum: int | None = None, gain: float = 2.0, backlog_limit: int | None = None) -> None:
+                 minimum: int | None = None, floor: int | None = None, gain: float = 2.0,
+                 backlog_limit: int | None = None) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         minimum = MIN_WINDOW_CHUNKS * chunk_size if minimum is None else minimum
-        if not 0 < minimum <= initial <= maximum:
-            raise ValueError("windows must satisfy 0 < minimum <= initial <= maximum")
+        floor = initial if floor is None else floor
+        if not 0 < minimum <= floor <= initial <= maximum:
+            raise ValueError("windows must satisfy 0 < minimum <= floor <= initial <= maximum")
         if gain < 1:
             raise ValueError("gain must be at least 1")
         self.clock = clock
@@ -55,8 +71,10 @@ class WindowController:
         self.backlog_limit = backlog_limit if backlog_limit is not None else max(4 * chunk_size, initial // 4)
         #: The window announced last, in bytes (whole chunks).
         self.window = min(self.maximum, max(self.minimum, self._chunks(initial, at_least=1)))
-        #: What growth falls back to: the starting window, lowered by each backlog halving.
-        self.floor = self.window
+        #: The smallest steady window (startup's exit never goes below it), lowered by each backlog halving.
+        self.floor = min(self.window, max(self.minimum, self._chunks(floor, at_least=1)))
+        #: True until the pipe is found full (or the writer falls behind): the window grows by ``STARTUP_GAIN``.
+        self.startup = True
         self.share = self.maximum
         #: Smallest ack-to-data delay seen (seconds), or None before the first sample.
         self.min_rtt: float | None = None
@@ -66,7 +84,9 @@ class WindowController:
         self._grants: deque[tuple[int, float]] = deque()  # (previous limit, time the limit was lifted past it)
         self._acks: deque[tuple[float, int]] = deque()  # (time, offset) of acks, for the delivery rate
         self._rates: deque[float] = deque(maxlen=RATE_SAMPLES)
-        self._last_growth = float("-inf")
+        self._last_round = float("-inf")
+        self._full_rate = 0.0
+        self._full_rounds = 0
         self._hold_until = float("-inf")
         self._pending = 0
 
@@ -117,6 +137,7 @@ class WindowController:
             return  # one halving per round trip, as TCP reduces once per loss event
         self.window = max(self.minimum, self._chunks(self.window // 2, at_least=1))
         self.floor = min(self.floor, self.window)
+        self.startup = False
         self._hold_until = now + (self.min_rtt or 0.0)
 
     def set_share(self, share: int) -> None:
@@ -180,12 +201,34 @@ class WindowController:
         bdp = self.bdp
         if bdp is None or self.min_rtt is None:
             return
-        target = min(cap, max(self.floor, self._chunks(int(self.gain * bdp), at_least=1)))
-        if target <= self.window:
+        if now - self._last_round < self.min_rtt:
+            return  # one decision per round trip: the last one has not shown its effect yet
+        self._last_round = now
+        if self.startup and self._pipe_full():
+            self.startup = False
+            # Drain what startup queued: the steady target, even when that is below the current window.
+            self.window = self._target(bdp, self.gain, cap)
             return
         if now < self._hold_until or self._pending > self.backlog_limit // 2:
             return  # the server is behind: no growth until the writer has caught up
-        if now - self._last_growth < self.min_rtt:
-            return  # at most one step per round trip: the last one has not shown its effect yet
-        self.window = min(target, 2 * self.window)
-        self._last_growth = now
+        if self.startup:
+            # Window-limited (the lagging rate already asks for more than the window): double, as slow start does.
+            if STARTUP_GAIN * bdp > self.window:
+                self.window = min(cap, 2 * self.window)
+            return
+        target = self._target(bdp, self.gain, cap)
+        if target > self.window:
+            self.window = min(target, 2 * self.window)
+
+    def _target(self, bdp: int, gain: float, cap: int) -> int:
+        return min(cap, max(self.floor, self._chunks(int(gain * bdp), at_least=1)))
+
+    def _pipe_full(self) -> bool:
+        """BBR's full-pipe test, once per round: has the rate stopped growing by 25% for three rounds?"""
+        rate = self.delivery_rate or 0.0
+        if rate >= self._full_rate * FULL_PIPE_GROWTH:
+            self._full_rate = rate
+            self._full_rounds = 0
+            return False
+        self._full_rounds += 1
+        return self._full_rounds >= FULL_PIPE_ROUNDS

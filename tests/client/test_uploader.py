@@ -208,7 +208,7 @@ class MovedTests(ServerTestCase):
     def test_a_second_connection_resuming_the_entry_moves_it_away_from_the_first(self):
         if "moved" not in SERVER_MESSAGES:
             self.skipTest("the server does not send moved yet (the edge branch adds it)")
-        source = self.make_file(4 * 1024 * 1024)
+        source = self.make_file(24 * 1024 * 1024)  # more than the first client's window of 4 MiB (a quarter of 16)
         token = self.token(files=SlotConfig(max_file_size=10**8))
         taken_over: Deferred = Deferred()
 

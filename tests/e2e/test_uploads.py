@@ -77,7 +77,7 @@ class ClientUploadTests(ServerTestCase):
 
     @inlineCallbacks
     def test_client_cancel_stops_the_upload_and_deletes_its_bytes(self):
-        source = self.make_file(8 * 1024 * 1024)
+        source = self.make_file(40 * 1024 * 1024)  # well beyond the first window (16 MiB on an idle server)
 
         def cancel_early(upload: FileUpload) -> None:
             if upload.status == "uploading" and upload.acked > 0:
