@@ -81,16 +81,15 @@ def main(path):
     if wan and wan.get("links"):
         w(f"\n### Emulated links ({size(wan['bytes'])} per upload, MiB/s)\n")
         w("| link | proxy: raw TCP copy (x configured) | proxy: ping ms | ours (CLI, 64 KiB) | tus one PATCH | "
-          "gunicorn multipart | djust | ours / tus | ours-adaptive (flow.py preview) | its / tus |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "gunicorn multipart | djust | ours / tus |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
         for link in wan["links"]:
             px = link.get("proxy") or {}
             raw = f"{px['raw_tcp_mib_s']:.0f} ({px['raw_vs_configured']:.2f}x)" if px else "FAILED"
             cells = [f"{link[k + '_mib_s']:.1f}" if link.get(k + "_mib_s") else "" for k in
                      ("ours", "tus", "gunicorn", "djust")]
-            adaptive = f"{link['ours-adaptive_mib_s']:.1f}" if link.get("ours-adaptive_mib_s") else ""
             w(f"| {link['name']} | {raw} | {px.get('ping_rtt_ms', '')} | " + " | ".join(cells) +
-              f" | {num(link.get('ours_vs_tus'))} | {adaptive} | {num(link.get('ours_adaptive_vs_tus'))} |")
+              f" | {num(link.get('ours_vs_tus'))} |")
     lag = r.get("lag")
     if lag:
         w("\n### Reactor lag\n")

@@ -30,8 +30,7 @@ Rows (groups for --only):
   small         a 10 KiB upload: round trips and ms from socket open to `complete`
   wan           emulated links (bench/harness/wanproxy.py: one-way delay + rate per direction, on loopback):
                 the proxy validated with a raw TCP copy and a ping, then ours (CLI), tus one-PATCH, Django
-                multipart under gunicorn (curl) and djust through each link; ratio ours / tus per link; and
-                ours-adaptive, a preview of twisted_uploads/flow.py (bench/harness/server.py --adaptive-window)
+                multipart under gunicorn (curl) and djust through each link; ratio ours / tus per link
   lag           the server's reactor lag (bench/harness/server.py --lag-log) during one large upload plus small ones
   cluster       scripts/cluster.sh's topology (Redis, SeaweedFS S3, two upload nodes, HAProxy): 50 concurrent 20 MiB
                 uploads through HAProxy to two nodes vs straight to one, a 10 KiB upload's latency (standalone,
@@ -261,7 +260,7 @@ def main():
     ap.add_argument("--wan-mib", type=int, help="file size through the emulated links (default 256, smoke 4)")
     ap.add_argument("--wan-links", help="links as RATE_MBIT:RTT_MS,... (default 1000:0,1000:20,1000:50,1000:100,"
                                         "100:50; smoke 1000:20,100:50)")
-    ap.add_argument("--wan-rows", help="rows per link (default ours,ours-adaptive,tus,gunicorn,djust)")
+    ap.add_argument("--wan-rows", help="rows per link (default ours,tus,gunicorn,djust)")
     ap.add_argument("--wan-runs", type=int, help="samples per WAN row, median reported (default 1)")
     ap.add_argument("--lag-mib", type=int, help="large upload during the reactor-lag probe (default 1024, smoke 8)")
     ap.add_argument("--lag-small", type=int, help="small uploads during the reactor-lag probe (default 50, smoke 5)")
@@ -293,7 +292,7 @@ def main():
     a.small_runs = a.small_runs or (3 if s else 20)
     a.wan_mib = a.wan_mib or (4 if s else 256)
     a.wan_links = parse_links(a.wan_links or ("1000:20,100:50" if s else "1000:0,1000:20,1000:50,1000:100,100:50"))
-    a.wan_rows = (a.wan_rows or "ours,ours-adaptive,tus,gunicorn,djust").split(",")
+    a.wan_rows = (a.wan_rows or "ours,tus,gunicorn,djust").split(",")
     a.wan_runs = a.wan_runs or 1
     a.lag_mib = a.lag_mib or (8 if s else 1024)
     a.lag_small = a.lag_small or (5 if s else 50)

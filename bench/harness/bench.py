@@ -165,7 +165,7 @@ class Bench:
         return srv
 
     def instrumented_server(self, name, flags=(), options=()):
-        """Our server through bench/harness/server.py (a lag probe, the adaptive-window preview, the threaded
+        """Our server through bench/harness/server.py (a lag probe, the threaded
         writer: `flags`; `twistd uploads` options: `options`), on a free port, uploads into self.upload_dir
         (emptied); .url is its WebSocket, .port its port. --threaded-writer (the run's option) applies here too."""
         from harness.files import empty_dir

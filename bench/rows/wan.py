@@ -2,12 +2,7 @@
 RTT and 100 Mbit/s at 50 ms. Per link: the proxy itself validated (a raw TCP copy through it against the
 configured rate, a 1-byte ping against the configured RTT), then ours (the product CLI at the seed's 64 KiB
 chunks, server defaults), tus one-PATCH, Django multipart under gunicorn (curl) and djust, each on the same
-file; the ratio ours / tus per link is the issue's goal (>= 0.95).
-
-Row `ours-adaptive` previews twisted_uploads.flow before it is wired in: the server started through
-bench/harness/server.py --adaptive-window (acks carry the controller's window) and bench/wsclient.py, which
-follows an ack's window. Its ratio to tus is reported separately."""
-import json
+file; the ratio ours / tus per link is the issue's goal (>= 0.95)."""
 import os
 import socket
 import statistics
@@ -15,7 +10,7 @@ import threading
 import time
 
 from harness import peers
-from harness.bench import HERE, PEERS, SLOT
+from harness.bench import PEERS
 from harness.files import empty_dir, empty_dir_contents, make_file, verify_stored
 from harness.procs import KiB, MiB, Server, free_port, last_json, log, run
 
@@ -131,9 +126,6 @@ def run_wan(b):
         if "ours" in by and "tus" in by:
             link["ours_vs_tus"] = round(by["ours"]["mib_s"] / by["tus"]["mib_s"], 3)
             log(f"  {'  ours / tus':46s} {link['ours_vs_tus']:.2f}x")
-        if "ours-adaptive" in by and "tus" in by:
-            link["ours_adaptive_vs_tus"] = round(by["ours-adaptive"]["mib_s"] / by["tus"]["mib_s"], 3)
-            log(f"  {'  ours-adaptive (preview) / tus':46s} {link['ours_adaptive_vs_tus']:.2f}x")
 
 
 def sample_args(link, which, rate, rtt):
@@ -149,27 +141,6 @@ def wan_ours(b, row, link, rate, rtt, path, size, sha):
         Via.url = url
         b.sampled(row, "wan", b.a.wan_runs, lambda: b.cli_sample(Via, 64 * KiB, path=path, size=size, sha=sha),
                   client="cli chunk=64K, server default window", **sample_args(link, "ours", rate, rtt))
-        empty_dir_contents(b.upload_dir)
-
-
-def wan_ours_adaptive(b, row, link, rate, rtt, path, size, sha):
-    with b.instrumented_server("wan-ours-adaptive", ["--adaptive-window"]) as srv, \
-            proxy(b, srv.port, rate, rtt, link["name"]) as px:
-        url = f"ws://127.0.0.1:{px_port(px)}/uploads/ws"
-
-        def sample():
-            empty_dir_contents(b.upload_dir)
-            tok = b.tokens(1, 64 * KiB, size)[0]
-            res = last_json(run([b.bpy, os.path.join(HERE, "wsclient.py"), "single", "--url", url, "--token", tok,
-                                 "--slot", SLOT, "--file", path], what="wsclient single", timeout=3600))
-            ok = res["status"] == "complete"
-            return {"seconds": res["seconds"], "nbytes": size, "ok": ok,
-                    "verified": res["sha256_ok"] and verify_stored(b.upload_dir, size, sha),
-                    "max_window_mib": round(res["max_window"] / MiB, 1), "ack_p99_ms": res["p99_ms"],
-                    "error": None if ok else json.dumps(res.get("result"))[:300]}
-
-        b.sampled(row, "wan", b.a.wan_runs, sample, client="wsclient chunk=64K, adaptive window (flow.py preview)",
-                  **sample_args(link, "ours-adaptive", rate, rtt))
         empty_dir_contents(b.upload_dir)
 
 
@@ -220,5 +191,5 @@ def wan_djust(b, row, link, rate, rtt, path, size, sha):
     empty_dir(tmp)
 
 
-ROWS = {"ours": wan_ours, "ours-adaptive": wan_ours_adaptive, "tus": wan_tus, "gunicorn": wan_gunicorn,
+ROWS = {"ours": wan_ours, "tus": wan_tus, "gunicorn": wan_gunicorn,
         "djust": wan_djust}

@@ -12,15 +12,28 @@ from twisted_uploads.connection import UploadConnection
 
 from .support import WAIT_MS, DemoTestCase, png_bytes, sha256_file
 
-# At 5 % acknowledged, the page reloads itself: the socket goes with it and the server pauses the entry. The page
-# sends nothing more from then on: a navigation takes longer than the rest of a 9.5 MB upload on a fast loopback,
-# and an upload that completed before the old page was gone would leave nothing to resume.
-RELOAD_MID_UPLOAD = """() => window.addEventListener('djust:upload:progress', function cut(event) {
-  if (event.detail.status !== 'uploading' || event.detail.progress < 5) return;
-  window.removeEventListener('djust:upload:progress', cut);
-  WebSocket.prototype.send = function () {};
-  location.reload();
-})"""
+# Holds back the page's data after 5 MB (a 9.5 MB file fits in one first window of an idle server, so it would
+# otherwise all be sent before the first ack), and at the first acknowledged progress the page reloads itself: the
+# socket goes with it and the server pauses the entry. An upload that completed before the old page was gone would
+# leave nothing to resume.
+HOLD_AFTER_BYTES = 5_000_000
+RELOAD_MID_UPLOAD = """() => {
+  const send = WebSocket.prototype.send;
+  let sent = 0;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data !== 'string') {
+      if (sent >= %d) return;
+      sent += data.byteLength ?? data.size ?? 0;
+    }
+    return send.call(this, data);
+  };
+  window.addEventListener('djust:upload:progress', function cut(event) {
+    if (event.detail.status !== 'uploading' || event.detail.progress < 5) return;
+    window.removeEventListener('djust:upload:progress', cut);
+    WebSocket.prototype.send = function () {};
+    location.reload();
+  });
+}""" % HOLD_AFTER_BYTES
 RELOADED = "() => performance.getEntriesByType('navigation')[0].type === 'reload' && window.djUploads !== undefined"
 
 
