@@ -22,6 +22,7 @@ from twisted_uploads.tokens import Handshake, make_token
 from .support import (DEFAULT_SLOTS, HTML_BYTES, SVG_BYTES, Client, Server, fuzz, png_bytes, sha256, text_bytes)
 from .test_codec import JSON_VALUES
 
+MiB = 1024 * 1024
 WINDOW = 16 * 1024  # 16 chunks of the default slots' 1024 bytes
 
 
@@ -998,11 +999,9 @@ class WindowBudgetTests(ConnectionTestCase):
 
     def test_window_shrinks_to_a_share_of_the_budget_when_many_upload(self) -> None:
         self.server.limits = ConnectionLimits(window_budget=1024 * 1024)
-        windows = []
-        for index in range(8):
-            client = self.server.client(f"budget-{index}", {"files": SlotConfig(chunk_size=16384)})
-            windows.append(client.announce(size=10_000_000, ref=f"r{index}")["window"])
-        self.assertEqual(windows[0], 1024 * 1024)
+        client = self.server.client("budget", {"files": SlotConfig(chunk_size=16384, max_entries=8)})
+        windows = [client.announce(size=10_000_000, ref=f"r{index}")["window"] for index in range(8)]
+        self.assertEqual(windows[0], 1024 * 1024 // 2)  # two connections open (self.client's and this one)
         self.assertEqual(windows[7], 1024 * 1024 // 8)
 
     def test_window_never_drops_below_four_chunks(self) -> None:
@@ -1022,25 +1021,38 @@ class WindowBudgetTests(ConnectionTestCase):
 
 
 class FirstWindowTests(ConnectionTestCase):
-    """An adaptive entry starts at 16 MiB when the budget allows: a long fat link is full from the first round."""
+    """An adaptive entry starts at 16 MiB when the budget allows (a long fat link is full from the first round),
+    and at most at its share among the open connections (a burst of announces cannot overcommit the budget)."""
 
-    def accepted_window(self, client_id: str, budget: int = 64 * 1024 * 1024) -> int:
-        self.server.limits = ConnectionLimits(window_budget=budget)
-        client = self.server.client(client_id, {"files": SlotConfig(chunk_size=65536, max_file_size=200_000_000)})
-        return client.announce(size=100_000_000, ref=client_id)["window"]
+    SLOTS = {"files": SlotConfig(chunk_size=65536, max_file_size=200_000_000, max_entries=8)}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.server.limits = ConnectionLimits()
 
     def test_an_idle_server_grants_sixteen_mib(self) -> None:
-        self.assertEqual(self.accepted_window("first"), 16 * 1024 * 1024)
+        self.assertEqual(self.server.client("first", self.SLOTS).announce(size=100_000_000)["window"], 16 * MiB)
 
-    def test_the_first_window_is_at_most_the_entrys_share(self) -> None:
-        windows = [self.accepted_window(f"c{index}") for index in range(8)]
-        self.assertEqual(windows[:4], [16 * 1024 * 1024] * 4)
-        self.assertEqual(windows[7], 64 * 1024 * 1024 // 8)
+    def test_a_burst_on_open_connections_starts_every_entry_at_its_share(self) -> None:
+        clients = [self.server.client(f"c{index}", self.SLOTS) for index in range(31)]  # 32 open with self.client
+        windows = [client.announce(size=100_000_000, ref=f"r{index}")["window"] for index, client in enumerate(clients)]
+        self.assertEqual(set(windows), {2 * MiB})  # 64 MiB / 32, from the first announce on
+
+    def test_the_first_window_is_at_most_the_entrys_share_of_the_uploading_ones(self) -> None:
+        client = self.server.client("one", self.SLOTS)
+        windows = [client.announce(size=10_000_000, ref=f"r{index}")["window"] for index in range(8)]
+        self.assertEqual(windows[:4], [16 * MiB] * 4)  # two connections: 32 MiB each, and 64 / 4 = 16
+        self.assertEqual(windows[7], 64 * MiB // 8)
+
+    def test_a_closed_connection_no_longer_counts(self) -> None:
+        others = [self.server.client(f"c{index}", self.SLOTS) for index in range(15)]
+        for other in others:
+            other.connection.connection_lost()
+        self.assertEqual(self.server.client("last", self.SLOTS).announce(size=100_000_000)["window"], 16 * MiB)
 
     def test_a_fixed_window_is_not_enlarged(self) -> None:
         self.server.limits = ConnectionLimits(window_chunks=16)
-        client = self.server.client("fixed", {"files": SlotConfig(chunk_size=65536, max_file_size=200_000_000)})
-        self.assertEqual(client.announce(size=100_000_000)["window"], 16 * 65536)
+        self.assertEqual(self.server.client("fixed", self.SLOTS).announce(size=100_000_000)["window"], 16 * 65536)
 
 
 class AdoptTests(TestCase):

@@ -543,8 +543,13 @@ class UploadConnection:
         window = self._entry_window(chunk_size)
         if self.limits.adaptive_window:
             share = self._budget_share()
-            initial = max(window, min(INITIAL_ADAPTIVE_WINDOW_BYTES, share - share % chunk_size))
-            flow = WindowController(self.clock, chunk_size, initial, floor=window,
+            # The first windows are also a share among the open connections: a burst of announces on open sockets
+            # cannot overcommit the budget before the entries it brings are counted (growth is capped by `share`).
+            opened = self.limits.window_budget // max(1, self.registry.connection_count())
+            floor = max(self._window_floor(chunk_size), min(window, opened - opened % chunk_size))
+            first = min(INITIAL_ADAPTIVE_WINDOW_BYTES, share, opened)
+            initial = max(floor, first - first % chunk_size)
+            flow = WindowController(self.clock, chunk_size, initial, floor=floor,
                                     maximum=max(initial, self.limits.window_budget))
             flow.set_share(share)
             window = max(flow.accepted(entry.received), self._window_floor(chunk_size))

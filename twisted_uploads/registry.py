@@ -112,6 +112,8 @@ class UploadRegistry:
         self.open_files = 0
         self._uploading_count: int | None = None
         self._uploading_counted_at = 0.0
+        #: Authenticated connections open on this server (attach - detach), see connection_count().
+        self._connections = 0
         self._used_ids: set[int] = set()
         self._expiry: dict[int, IDelayedCall] = {}
         self._timeouts: dict[int, IDelayedCall] = {}
@@ -230,10 +232,12 @@ class UploadRegistry:
     def attach(self, session: UploadSession) -> None:
         """A connection authenticated to ``session``."""
         session.connections += 1
+        self._connections += 1
 
     def detach(self, session: UploadSession, owner: EntryOwner) -> None:
         """A connection closed: its unfinished entries pause and wait ``resume_grace`` for a resume."""
         session.connections -= 1
+        self._connections -= 1
         for entry in list(session.entries.values()):
             if entry.owner is owner:
                 entry.owner = None
@@ -404,6 +408,15 @@ class UploadRegistry:
                                         if entry.status is EntryStatus.UPLOADING)
             self._uploading_counted_at = now
         return self._uploading_count
+
+    def connection_count(self) -> int:
+        """Authenticated connections open on this server now (sizes first windows).
+
+        Entries announced in a burst on already open sockets are accepted one by one: counted by uploading
+        entries, the first of them would share the budget with nobody and take large windows the rest then queue
+        behind. Counted by open connections, every one of them starts at its share.
+        """
+        return self._connections
 
     # -- resume after a reload ----------------------------------------------------------------------------------
 
