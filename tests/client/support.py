@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -209,6 +210,35 @@ class MovingPeer(ScriptedPeer):
             protocol.send({"type": "moved", "entry": entry, "ref": self.refs[entry]})
             # A client that missed the move would take this ack as room to send one more chunk.
             protocol.send({"type": "ack", "entry": entry, "offset": offset + len(data)})
+
+
+class StoppedReaderPeer(ScriptedPeer):
+    """Grants a window as large as the file, acknowledges nothing yet (an ``ack`` of offset 0 right behind
+    ``accepted``) and stops reading its socket until :meth:`resume`; then completes the entry once every byte came.
+    What the client has sent when that first ack reaches it is what it let queue in its own process."""
+
+    def __init__(self, chunk_size: int = 65536) -> None:
+        super().__init__(chunk_size)
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.stopped: _PeerProtocol | None = None
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        self.size = message["size"]
+        protocol.send({"type": "accepted", "ref": message["ref"], "entry": 1, "offset": 0, "window": self.size,
+                       "chunk_size": self.chunk_size})
+        protocol.send({"type": "ack", "entry": 1, "offset": 0, "window": self.size})
+        protocol.transport.pauseProducing()
+        self.stopped = protocol
+
+    def resume(self) -> None:
+        if self.stopped is not None and self.stopped.transport is not None:
+            self.stopped.transport.resumeProducing()
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        self.hash.update(data)
+        if offset + len(data) == self.size:
+            protocol.send({"type": "complete", "entry": 1, "size": self.size, "sha256": self.hash.hexdigest()})
 
 
 class BusyPeer(ScriptedPeer):

@@ -15,7 +15,8 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import AbruptRefusalPeer, BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer, deadline, listen
+from .support import (AbruptRefusalPeer, BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer,
+                      StoppedReaderPeer, deadline, listen)
 
 
 def sha256_file(path) -> str:
@@ -185,6 +186,30 @@ class MaxParallelTests(ServerTestCase):
         [result] = yield client.upload([FileUpload.from_path(self.make_file(100), "files")])
         self.assertEqual((result.status, result.code), ("error", "server_busy"))
         self.assertEqual([m["type"] for m in peer.received], ["auth", "announce", "announce", "announce"])
+
+
+class PacingTests(ServerTestCase):
+    """A large window is what the client may leave unacknowledged, not what it buffers: it writes while its socket
+    takes the data (uploader.SEND_BUFFER), so on a slow link the backlog sits in the kernel, not in the process."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_a_window_as_large_as_the_file_is_not_buffered_in_the_client(self):
+        peer = StoppedReaderPeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        source = self.make_file(64 * 1024 * 1024)
+        sent_at_first_ack: list[int] = []
+
+        def progress(upload: FileUpload) -> None:
+            if not sent_at_first_ack:
+                sent_at_first_ack.append(upload.sent)
+                peer.resume()
+
+        [result] = yield UploadClient(url, "token", on_progress=progress).upload([FileUpload.from_path(source, "files")])
+        self.assertEqual((result.status, result.sha256), ("complete", hashlib.sha256(source.read_bytes()).hexdigest()))
+        # Without pacing the client would have queued the whole 64 MiB window in its process by then; with it,
+        # at most its own buffer plus what the kernel's socket buffers (a few MiB on loopback) took.
+        self.assertLess(sent_at_first_ack[0], 16 * 1024 * 1024)
 
 
 class MovedTests(ServerTestCase):

@@ -25,7 +25,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .. import SUBPROTOCOL
 from ..codec import CHUNK_HEADER, HEADER_SIZE, SERVER_MESSAGES, decode_message, encode_message
@@ -50,6 +52,11 @@ STALL_TIMEOUT = 30.0
 
 #: Default connection attempts in a row that may fail, without any upload progress in between, before giving up.
 MAX_RETRIES = 5
+#: Bytes the client lets queue in its own socket buffer before it waits for the socket to drain (Twisted pauses
+#: the producer beyond the transport's ``bufferSize``). The window bounds what is unacknowledged; this bounds what
+#: sits in the client's memory: a large window on a slow link queues in the kernel's send buffer (sized by TCP to
+#: the link), not in the process, so a ``cancel`` is not stuck behind megabytes, and frames leave while hot in cache.
+SEND_BUFFER = 256 * 1024
 
 #: Backoff before reconnect attempt n: BACKOFF_FIRST * 2**(n-1), at most BACKOFF_MAX, times a jitter in [0.5, 1)
 #: so many clients cut off together do not come back together. With the defaults a dead server is given up on
@@ -174,6 +181,27 @@ class _ClientProtocol(WebSocketClientProtocol):
         self.factory.client._closed(self.factory, code, reason)
 
 
+@implementer(IPushProducer)
+class _SendPacer:
+    """The transport's producer for one connection: paused while the socket's buffer is above SEND_BUFFER,
+    resumed (sending more chunks) once it drained."""
+
+    def __init__(self, client: "UploadClient") -> None:
+        self.client = client
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.client._pacer is self:
+            self.client._send_more()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
 class _ClientFactory(WebSocketClientFactory):
     """One connection attempt: callbacks from an attempt the client has given up on are recognised and ignored."""
 
@@ -247,6 +275,8 @@ class UploadClient:
         self._answer_timer: Any = None
         self._retry_timer: Any = None
         self._busy_timer: Any = None
+        self._pacer: _SendPacer | None = None
+        self._send_turn = 0
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -319,6 +349,10 @@ class UploadClient:
             return
         self._protocol = protocol
         self._server_error = None
+        self._pacer = _SendPacer(self)
+        if protocol.transport is not None:
+            protocol.transport.bufferSize = SEND_BUFFER
+            protocol.registerProducer(self._pacer, True)
         self._send({"type": "auth", "token": self.token})
         # Pipelined behind auth (the server handles messages in order): resumes and announces go out without
         # waiting for welcome, so a small file completes two round trips after the socket opens.
@@ -335,6 +369,7 @@ class UploadClient:
             return
         self._attempt = None
         self._protocol = None
+        self._pacer = None
         for timer in (self._close_timer, self._answer_timer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -578,7 +613,9 @@ class UploadClient:
             frame = self._frame_buffer(upload.chunk_size)
             payload = frame[HEADER_SIZE:]
             entry_id = upload.entry_id or 0
-            while upload.sent < upload.size and upload.sent - upload.acked < upload.window:
+            pacer = self._pacer
+            while upload.sent < upload.size and upload.sent - upload.acked < upload.window \
+                    and not (pacer is not None and pacer.paused):
                 wanted = min(upload.chunk_size, upload.size - upload.sent)
                 read = os.preadv(fd, [payload[:wanted]], upload.sent)
                 if not read:
@@ -592,6 +629,17 @@ class UploadClient:
                 upload.sent += read
         except OSError as error:
             self._abandon(upload, None, f"cannot read {upload.path}: {error.strerror}")
+
+    def _send_more(self) -> None:
+        """The socket drained: the uploading files send what their windows allow until it is full again, starting
+        one file further each time, so parallel files share the socket."""
+        files = self.files
+        self._send_turn = (self._send_turn + 1) % max(1, len(files))
+        for upload in files[self._send_turn:] + files[:self._send_turn]:
+            if self._pacer is None or self._pacer.paused:
+                return
+            if upload.status == "uploading":
+                self._send_chunks(upload)
 
     def _frame_buffer(self, chunk_size: int) -> memoryview:
         """The one buffer chunks are read into (header + payload), grown to the largest chunk size seen."""
