@@ -37,11 +37,12 @@ class Options(usage.Options):
         ["settings", None, None, "Django settings module: serve that project on the same port (Django mode)."],
         ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.", float],
         ["max-parallel", None, 8, "Entries one connection may upload at once.", int],
-        ["window", None, None, "Fix every entry's flow-control window at this many chunks (default: adaptive, starting at 4 MiB "
-         "and growing towards the link's bandwidth-delay product, announced with each ack).",
+        ["window", None, None, "Fix every entry's flow-control window at this many chunks (default: adaptive, starting at "
+         "16 MiB on an idle server, then about twice the link's bandwidth-delay product and at least 4 MiB, "
+         "announced with each ack).",
          int],
         ["window-budget", None, 64 * 1024 * 1024,
-         "Bytes all uploads may keep unacknowledged together; many uploads share it.", int],
+         "Bytes all uploads may keep unacknowledged together; the uploads and the open connections share it.", int],
         ["max-frame", None, 8 * 1024 * 1024 + 12, "Largest WebSocket frame or message, in bytes.", int],
         ["resume-grace", None, 300.0, "Seconds an interrupted upload waits for a resume (0: delete on disconnect).",
          float],
