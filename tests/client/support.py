@@ -241,6 +241,21 @@ class StoppedReaderPeer(ScriptedPeer):
             protocol.send({"type": "complete", "entry": 1, "size": self.size, "sha256": self.hash.hexdigest()})
 
 
+class DeafAfterCompletePeer(StoppedReaderPeer):
+    """Completes the entry, then reads nothing more: the client's close frame is never answered (a stalled
+    proxy), so its close handshake ends only with its own timer."""
+
+    def on_announce(self, protocol: _PeerProtocol, message: dict[str, Any]) -> None:
+        self.size = message["size"]
+        protocol.send({"type": "accepted", "ref": message["ref"], "entry": 1, "offset": 0, "window": self.size,
+                       "chunk_size": self.chunk_size})
+
+    def on_chunk(self, protocol: _PeerProtocol, entry: int, offset: int, data: bytes) -> None:
+        super().on_chunk(protocol, entry, offset, data)
+        if offset + len(data) == self.size:
+            protocol.transport.pauseProducing()
+
+
 class BusyPeer(ScriptedPeer):
     """A server busy for reasons of its own: every announce is answered ``server_busy``."""
 

@@ -15,8 +15,8 @@ from twisted_uploads.connection import ConnectionLimits
 from twisted_uploads.slots import SlotConfig
 
 from ..e2e.support import ServerTestCase
-from .support import (AbruptRefusalPeer, BusyPeer, DroppingPeer, MovingPeer, SilentServer, StallingPeer,
-                      StoppedReaderPeer, deadline, listen)
+from .support import (AbruptRefusalPeer, BusyPeer, DeafAfterCompletePeer, DroppingPeer, MovingPeer, SilentServer,
+                      StallingPeer, StoppedReaderPeer, deadline, listen)
 
 
 def sha256_file(path) -> str:
@@ -210,6 +210,33 @@ class PacingTests(ServerTestCase):
         # Without pacing the client would have queued the whole 64 MiB window in its process by then; with it,
         # at most its own buffer plus what the kernel's socket buffers (a few MiB on loopback) took.
         self.assertLess(sent_at_first_ack[0], 16 * 1024 * 1024)
+
+
+class FinishedAtTests(ServerTestCase):
+    """A result says when its file ended (the server's ``complete``), not when the connection closed after it."""
+
+    @deadline()
+    @inlineCallbacks
+    def test_finished_at_is_the_complete_not_the_close_handshake_after_it(self):
+        from twisted.internet import reactor
+
+        from twisted_uploads.client.uploader import CLOSE_GRACE
+
+        peer = DeafAfterCompletePeer()
+        url = f"ws://127.0.0.1:{listen(self, peer)}/uploads/ws"
+        clock = Clock()
+        clock.advance(100)
+
+        def progress(upload: FileUpload) -> None:
+            if upload.status == "complete":
+                # The close frame goes unanswered: only the client's timer (on the Clock) ends the handshake.
+                reactor.callLater(0, clock.advance, CLOSE_GRACE)
+
+        client = UploadClient(url, "token", clock=clock, on_progress=progress)
+        [result] = yield client.upload([FileUpload.from_path(self.make_file(300_000), "files")])
+        self.assertEqual(result.status, "complete")
+        self.assertEqual(result.finished_at, 100)
+        self.assertEqual(clock.seconds(), 100 + CLOSE_GRACE)
 
 
 class MovedTests(ServerTestCase):

@@ -235,6 +235,7 @@ def run_upload(args: argparse.Namespace) -> int:
             finished(error)
 
     started = time.perf_counter()
+    started_on_clock = reactor.seconds()
     reactor.callWhenRunning(start)
     reactor.run()
     if bar is not None:
@@ -246,20 +247,25 @@ def run_upload(args: argparse.Namespace) -> int:
     if not isinstance(results, list):
         error = getattr(results, "value", results)
         return _fail(f"{type(error).__name__}: {error}", EXIT_FILE_FAILED)
-    return _report(args, client, results, elapsed)
+    return _report(args, client, results, elapsed, started_on_clock)
 
 
-def _report(args: argparse.Namespace, client: UploadClient, results: list[UploadResult], elapsed: float) -> int:
+def _report(args: argparse.Namespace, client: UploadClient, results: list[UploadResult], elapsed: float,
+            started_on_clock: float | None = None) -> int:
     """One line per file (the run-ending connection error once, not per file), then the exit status."""
     failure = client.failure
     for result in results:
         ended_by_failure = failure is not None and _ended_by(result, failure)
         if args.json:
+            # A file's time runs to its own end (the server's `complete`), not to the close handshake after it.
+            seconds = elapsed
+            if result.finished_at is not None and started_on_clock is not None:
+                seconds = max(result.finished_at - started_on_clock, 1e-9)
             print(json.dumps({"name": result.name, "size": result.size, "status": result.status,
                               "code": result.code, "message": result.message, "sha256": result.sha256,
                               "sha256_matches": result.sha256 == result.local_sha256 if result.sha256 else False,
-                              "entry": result.entry_id, "resumes": result.resumes, "seconds": round(elapsed, 4),
-                              "mib_per_s": round(result.size / 2**20 / elapsed, 2)}), flush=True)
+                              "entry": result.entry_id, "resumes": result.resumes, "seconds": round(seconds, 4),
+                              "mib_per_s": round(result.size / 2**20 / seconds, 2)}), flush=True)
         elif not ended_by_failure:
             print(_describe(result), file=sys.stdout if result.ok or result.moved else sys.stderr)
     if failure is not None:

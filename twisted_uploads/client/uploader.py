@@ -89,6 +89,9 @@ class UploadResult:
     local_sha256: str | None = None
     entry_id: int | None = None
     resumes: int = 0
+    #: When the file ended, on the client's clock: for a complete file, when the server's ``complete`` (stored,
+    #: hashed) arrived, before the connection's close handshake.
+    finished_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -669,7 +672,7 @@ class UploadClient:
             os.close(fd)
         upload.result = UploadResult(upload.ref, upload.name, upload.size, status, code, message, sha256,
                                      upload._hash.hexdigest() if status == "complete" else None, upload.entry_id,
-                                     upload.resumes)
+                                     upload.resumes, self.clock.seconds())
         if self.on_progress is not None:
             self.on_progress(upload)
         self._check_done()
