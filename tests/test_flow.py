@@ -158,14 +158,14 @@ class RoundTripTime(SynchronousTestCase):
 
 
 class Growth(SynchronousTestCase):
-    def test_a_long_fat_link_grows_the_window_to_about_twice_the_bandwidth_delay_product(self) -> None:
+    def test_a_long_fat_link_grows_the_window_to_about_gain_times_the_bandwidth_delay_product(self) -> None:
         clock = Clock()
         flow = WindowController(clock, 64 * KiB, 4 * MiB, maximum=64 * MiB)
         upload = SimulatedUpload(clock, flow, rate=GBIT, rtt=0.1)
         upload.run_until(2.0)
         bdp = GBIT * 0.1
-        self.assertGreaterEqual(flow.window, 1.5 * bdp)
-        self.assertLessEqual(flow.window, 2.5 * bdp)
+        self.assertGreaterEqual(flow.window, 0.8 * flow.gain * bdp)
+        self.assertLessEqual(flow.window, 1.2 * flow.gain * bdp)
 
     def test_a_long_fat_link_is_filled(self) -> None:
         clock = Clock()
@@ -352,8 +352,8 @@ class Startup(SynchronousTestCase):
         self.assertFalse(flow.startup)
         bdp = GBIT * 0.1
         self.assertLess(flow.window, max(w for _, w in upload.windows))
-        self.assertGreaterEqual(flow.window, 1.5 * bdp)
-        self.assertLessEqual(flow.window, 2.5 * bdp)
+        self.assertGreaterEqual(flow.window, 0.8 * flow.gain * bdp)
+        self.assertLessEqual(flow.window, 1.2 * flow.gain * bdp)
 
     def test_a_large_first_window_fills_a_long_fat_link_from_the_first_round_trip(self) -> None:
         clock = Clock()
@@ -377,7 +377,7 @@ class Startup(SynchronousTestCase):
         upload = SimulatedUpload(clock, flow, rate=12.5e6, rtt=0.05)  # 100 Mbit/s: a 625 kB product
         upload.run_until(5.0)
         self.assertFalse(flow.startup)
-        self.assertLessEqual(flow.window, 2.5 * 12.5e6 * 0.05)
+        self.assertLessEqual(flow.window, 1.2 * flow.gain * 12.5e6 * 0.05)
 
     def test_a_writer_backlog_ends_startup(self) -> None:
         clock = Clock()

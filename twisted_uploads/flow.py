@@ -16,8 +16,9 @@ what the server sees of its own acks:
   is full once the rate has grown by less than 25% in three rounds in a row (a round: one ``min_rtt``); startup
   then ends and the window is set to the steady target below, which may shrink it (it drains the queue startup
   built). A writer backlog ends startup too.
-* **Steady window** = ``gain`` x rate x ``min_rtt`` (the bandwidth-delay product, with headroom for ack spacing
-  and server jitter), never below ``floor``, never above ``maximum`` or the entry's share of the server's budget;
+* **Steady window** = ``gain`` x rate x ``min_rtt`` (the bandwidth-delay product, with headroom: acks come a
+  quarter window apart, so up to a quarter of the window is received but not yet acknowledged, and the server's
+  own jitter; 2.5 measured 0.98 / 0.95 of plain TCP at 50 / 100 ms where 2.0 gave 0.91 / 0.90), never below ``floor``, never above ``maximum`` or the entry's share of the server's budget;
   it keeps growing (at most once per round, at most x2) if the rate grows.
 * **The starting window** may be larger than the floor: on an idle server a long fat link is then full from the
   first round trip instead of after several, and startup's exit brings a short link back to the floor.
@@ -53,7 +54,7 @@ class WindowController:
     """The adaptive window of one entry; see the module docstring for the rules."""
 
     def __init__(self, clock: IReactorTime, chunk_size: int, initial: int, *, maximum: int,
-                 minimum: int | None = None, floor: int | None = None, gain: float = 2.0,
+                 minimum: int | None = None, floor: int | None = None, gain: float = 2.5,
                  backlog_limit: int | None = None) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
