@@ -81,6 +81,10 @@ def main_run(a):
         setup(b)
     log(f"bench: {'SMOKE ' if a.smoke else ''}file {fmt_size(b.size)} in {b.out}")
     b.sha = make_file(b.file, b.size)
+    if a.warm_memory:
+        from harness.probes import warm_memory
+        log(f"bench: touching {a.warm_memory} GiB of fresh memory once (--warm-memory)")
+        warm_memory(a.warm_memory)
     t_start = time.time()
     ours = b.ours_available()
     for group, fn, needs in GROUPS:
@@ -270,6 +274,9 @@ def main():
     ap.add_argument("--threaded-writer", action="store_true",
                     help="our server writes and hashes in worker threads (TempFileStore(threaded=True), "
                          "twisted_uploads/threadedwriter.py), through bench/harness/server.py --threaded-writer")
+    ap.add_argument("--warm-memory", type=int, metavar="GIB",
+                    help="before the rows, touch GIB GiB of fresh memory once (a VM's first touch of new page-cache "
+                         "memory is slow; a long-running server's page cache has paid it: docs/benchmarks.md run 7)")
     ap.add_argument("--json", help="result file (default OUT/results.json, smoke OUT/smoke.json)")
     ap.add_argument("--plot", help="write the throughput PNG here (needs matplotlib in the bench venv)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="work dir (default bench/out)")

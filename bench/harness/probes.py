@@ -107,3 +107,17 @@ def wait_quiet(threshold, max_wait):
     while busy >= threshold and time.monotonic() < deadline:
         busy = cpu_busy(1.0)
     return round(busy, 2)
+
+
+def warm_memory(gib):
+    """Touch `gib` GiB of fresh anonymous memory once, in a child process that then exits.
+
+    On a virtual machine the first write to a guest page the host has not backed yet is slow (the host faults it
+    in), and a benchmark that writes gigabytes of new files pays it inside `write()` (the kernel's page-cache copy;
+    docs/benchmarks.md, run 7). A server that has run for a while has its page cache over that memory already;
+    touching it once here makes a short run see the same."""
+    import subprocess
+    import sys
+    code = ("import mmap, sys\nn = int(sys.argv[1]) << 30\nm = mmap.mmap(-1, n)\n"
+            "for off in range(0, n, 4096):\n    m[off] = 1\n")
+    subprocess.run([sys.executable, "-c", code, str(int(gib))], check=True)
