@@ -415,6 +415,25 @@
    * below it one read per window and a copy per frame is faster than a Blob per frame.
    */
   const BLOB_FRAME_BYTES = 256 * 1024;
+  /**
+   * The most an entry reads and hands to the socket ahead of what the browser has passed to the network
+   * (`bufferedAmount`): the window bounds what is unacknowledged, this bounds what sits in the tab's memory. A
+   * 16 MiB first window on a slow uplink would otherwise be read and queued in the tab at once, and a `cancel` or
+   * the next file's `announce` would wait behind it. Above it the entry waits for the socket to drain.
+   */
+  const SEND_AHEAD_BYTES = 4 * 1024 * 1024;
+  const DRAIN_POLL_MS = 4;
+
+  /** Resolves once `ws` has at most half of SEND_AHEAD_BYTES queued, or `live()` is false. */
+  function drained(ws, live) {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!live() || ws.bufferedAmount <= SEND_AHEAD_BYTES / 2) resolve();
+        else setTimeout(check, DRAIN_POLL_MS);
+      };
+      check();
+    });
+  }
 
   async function streamEntry(entry, link, onReadError) {
     if (entry.reading) return;
@@ -424,12 +443,16 @@
     entry.reading = true;
     try {
       while (live() && entry.sentOffset < entry.size) {
+        if (ws.bufferedAmount > SEND_AHEAD_BYTES) {
+          await drained(ws, live);
+          continue; // the window may have moved meanwhile
+        }
         const start = entry.sentOffset;
         const unacked = start - entry.ackedOffset;
-        let chunks = Math.floor((entry.window - unacked) / entry.chunkSize);
+        let chunks = Math.floor((Math.min(entry.window - unacked, SEND_AHEAD_BYTES)) / entry.chunkSize);
         if (chunks < 1) {
-          if (unacked > 0) break; // wait for an ack
-          chunks = 1;             // a window smaller than a chunk still moves one chunk at a time
+          if (entry.window - unacked < entry.chunkSize && unacked > 0) break; // wait for an ack
+          chunks = 1;             // a window (or a send-ahead) smaller than a chunk still moves one chunk at a time
         }
         const end = Math.min(entry.size, start + chunks * entry.chunkSize);
         if (entry.chunkSize >= BLOB_FRAME_BYTES) {

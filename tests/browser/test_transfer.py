@@ -101,6 +101,44 @@ class ParallelTests(BrowserTestCase):
         self.assertEqual(self.events(page, "djust:upload:error"), [])
 
 
+# Records every File.slice the client reads and the socket's bufferedAmount after every binary send.
+WATCH_READS = """() => {
+  window.__reads = []; window.__queued = [];
+  const slice = Blob.prototype.slice;
+  Blob.prototype.slice = function (start, end) {
+    window.__reads.push((end ?? this.size) - (start ?? 0));
+    return slice.apply(this, arguments);
+  };
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const result = send.call(this, data);
+    if (typeof data !== 'string') window.__queued.push(this.bufferedAmount);
+    return result;
+  };
+}"""
+
+
+class PacingTests(BrowserTestCase):
+    """A large window is what the tab may leave unacknowledged, not what it reads and queues at once: reads are at
+    most 4 MiB and the client waits while its socket has more than that queued (static/uploads.js, SEND_AHEAD)."""
+
+    site_args = ("--window", "0")  # the adaptive default: the first window is 16 MiB
+
+    def test_a_first_window_of_16_mib_is_read_and_queued_4_mib_at_a_time(self) -> None:
+        page = self.open_page(BIG)
+        page.evaluate(WATCH_READS)
+        source = self.make_big_file("big.bin", 40 * MiB)
+        self.choose(page, "files", [source])
+        [entry] = self.wait_all_complete(page, 1)
+        self.assertEqual(entry["sha256"], sha256_file(source))
+        reads = page.evaluate("window.__reads")
+        queued = page.evaluate("window.__queued")
+        self.assertGreaterEqual(sum(reads), 40 * MiB)  # the whole file went through these reads
+        self.assertLessEqual(max(reads), 4 * MiB)
+        # At most the send-ahead plus the one read that crossed it (a read never exceeds 4 MiB).
+        self.assertLessEqual(max(queued), 8 * MiB)
+
+
 class MemoryTests(BrowserTestCase):
     """A 200 MiB upload must not make the tab's memory grow with the file (File.slice reads, windowed sending).
 
