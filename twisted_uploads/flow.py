@@ -9,17 +9,18 @@ what the server sees of its own acks:
   after the ack that lifted it. The smallest such delay is the round-trip time (``min_rtt``); a client that sends
   slower than it may (app-limited) only makes samples longer, and the minimum ignores those.
 * **Delivery rate** from acks: bytes acknowledged over the last round trip or more.
-* **Startup** (TCP's slow start, BBR's exit rule): while the pipe is not known to be full, the window targets
-  ``startup_gain`` x rate x ``min_rtt``. The rate an ack measures is the one the window of a round trip earlier
-  allowed, so a gain of 2 would only reach the window that was already granted; 2/ln 2 (about 2.9, BBR's startup
-  gain) makes up for that lag and the window doubles per round trip while the client is window-limited. The pipe
-  is full once the rate has grown by less than 25% in three rounds in a row (a round: one ``min_rtt``); startup
-  then ends and the window is set to the steady target below, which may shrink it (it drains the queue startup
-  built). A writer backlog ends startup too.
-* **Steady window** = ``gain`` x rate x ``min_rtt`` (the bandwidth-delay product, with headroom: acks come a
-  quarter window apart, so up to a quarter of the window is received but not yet acknowledged, and the server's
-  own jitter; 2.5 measured 0.98 / 0.95 of plain TCP at 50 / 100 ms where 2.0 gave 0.91 / 0.90), never below ``floor``, never above ``maximum`` or the entry's share of the server's budget;
-  it keeps growing (at most once per round, at most x2) if the rate grows.
+* **Startup** (TCP's slow start, BBR's exit rule): while the pipe is not known to be full, the window doubles
+  once per round while ``STARTUP_GAIN`` x rate x ``min_rtt`` exceeds it (the client is window-limited). The rate
+  an ack measures is the one the window of a round trip earlier allowed, so comparing with 2 x rate would stop
+  doubling early; 2/ln 2 (about 2.9, BBR's startup gain) makes up for that lag. The pipe is full once the rate
+  has grown by less than 25% in three rounds in a row (a round: one ``min_rtt``); startup then ends and the window
+  is set to the steady target below, which may shrink it (it drains the queue startup built). A writer backlog
+  ends startup too.
+* **Steady window** = ``gain`` x rate x ``min_rtt``: the bandwidth-delay product with headroom, since acks come a
+  quarter window apart (up to a quarter of the window is received but not yet acknowledged) and the server has
+  jitter of its own; 2.5 measured 0.98 / 0.95 of plain TCP at 50 / 100 ms where 2.0 gave 0.91 / 0.90. Never below
+  ``floor``, never above ``maximum`` or the entry's share of the server's budget; it keeps growing (at most once
+  per round, at most x2) if the rate grows.
 * **The starting window** may be larger than the floor: on an idle server a long fat link is then full from the
   first round trip instead of after several, and startup's exit brings a short link back to the floor.
 * **Shrinks** when the server falls behind (the writer's backlog above ``backlog_limit``: halved, at most once per

@@ -37,7 +37,8 @@ class Options(usage.Options):
         ["settings", None, None, "Django settings module: serve that project on the same port (Django mode)."],
         ["auth-timeout", None, 10.0, "Seconds a new connection has to authenticate.", float],
         ["max-parallel", None, 8, "Entries one connection may upload at once.", int],
-        ["window", None, None, "Fix every entry's flow-control window at this many chunks (default: adaptive, starting at "
+        ["window", None, None,
+         "Fix every entry's flow-control window at this many chunks (default: adaptive, starting at "
          "16 MiB on an idle server, then about 2.5 times the link's bandwidth-delay product and at least 4 MiB, "
          "announced with each ack).",
          int],

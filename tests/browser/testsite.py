@@ -201,8 +201,8 @@ SECTION = """<section data-slot="{name}">
 def build_site(upload_dir: str, saved_dir: str, resume_grace: float, max_parallel: int,
                window_chunks: int = 16) -> tuple[Site, UploadServer]:
     """The Site the tests talk to (``window_chunks`` 0: the server's adaptive default)."""
-    upload_server = UploadServer(upload_dir, HMACTokenVerifier(SECRET), resume_grace=resume_grace,
-                                 limits=ConnectionLimits(max_parallel=max_parallel, window_chunks=window_chunks or None))
+    limits = ConnectionLimits(max_parallel=max_parallel, window_chunks=window_chunks or None)
+    upload_server = UploadServer(upload_dir, HMACTokenVerifier(SECRET), resume_grace=resume_grace, limits=limits)
     root = Resource()
     upload_server.mount(root)
     put_child(root, STATIC_URL_PATH, File(str(static_root())))
@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--saved-dir", required=True)
     parser.add_argument("--resume-grace", type=float, default=300.0)
     parser.add_argument("--max-parallel", type=int, default=8)
-    parser.add_argument("--window", type=int, default=16, help="flow-control window in chunks (0: adaptive, the server's default)")
+    parser.add_argument("--window", type=int, default=16,
+                        help="flow-control window in chunks (0: adaptive, the server's default)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", default=None, help="log file (default: no log)")
     options = parser.parse_args(argv)

@@ -205,7 +205,8 @@ class PacingTests(ServerTestCase):
                 sent_at_first_ack.append(upload.sent)
                 peer.resume()
 
-        [result] = yield UploadClient(url, "token", on_progress=progress).upload([FileUpload.from_path(source, "files")])
+        client = UploadClient(url, "token", on_progress=progress)
+        [result] = yield client.upload([FileUpload.from_path(source, "files")])
         self.assertEqual((result.status, result.sha256), ("complete", hashlib.sha256(source.read_bytes()).hexdigest()))
         # Without pacing the client would have queued the whole 64 MiB window in its process by then; with it,
         # at most its own buffer plus what the kernel's socket buffers (a few MiB on loopback) took.
