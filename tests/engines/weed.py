@@ -25,10 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.output import ProcessOutput
+
 ACCESS_KEY = "tu-test-access-key"
 SECRET_KEY = "tu-test-secret-key-of-some-length"
 #: A generous bound for start-up on a loaded 2-core CI machine; a healthy start takes ~3 s.
 START_DEADLINE = 60.0
+#: What weed logs once the master knows a volume server (writes can be placed) and once the gateway listens.
+VOLUME_SERVER_JOINED = "added volume server"
+S3_LISTENING = "Start Seaweed S3 API Server"
 STOP_DEADLINE = 2.0
 TEST_BUCKET = "tu-tests"
 
@@ -94,6 +99,7 @@ class WeedEngine:
         self.endpoint_url = f"http://127.0.0.1:{self.s3_port}"
         self._server: subprocess.Popen[bytes] | None = None
         self._s3: subprocess.Popen[bytes] | None = None
+        self._output = ProcessOutput()
         config = {"identities": [{"name": "tester",
                                   "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                                   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
@@ -114,15 +120,13 @@ class WeedEngine:
                             **self.client_options(**overrides))
 
     def _spawn(self, name: str, arguments: list[str]) -> subprocess.Popen[bytes]:
-        # weed's gRPC unix sockets go to /tmp by fixed names (derived from our ports); its logs go to -logdir.
-        log = open(self.directory / f"{name}.out", "ab")
-        try:
-            return subprocess.Popen([self.binary, f"-logdir={self.directory}", *arguments], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory,
-                                    preexec_fn=_die_with_parent,
-                                    env={**os.environ, "TMPDIR": str(self.directory)})
-        finally:
-            log.close()
+        # weed's gRPC unix sockets go to /tmp by fixed names (derived from our ports); its logs go to -logdir, and
+        # its output to NAME.out through _Output, which start-up follows.
+        process = subprocess.Popen([self.binary, f"-logdir={self.directory}", *arguments], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory,
+                                   preexec_fn=_die_with_parent, env={**os.environ, "TMPDIR": str(self.directory)})
+        self._output.follow(process, self.directory / f"{name}.out")
+        return process
 
     def start(self) -> "WeedEngine":
         """Start both processes and return once the gateway accepts writes (bounded by START_DEADLINE)."""
@@ -138,6 +142,7 @@ class WeedEngine:
             "-master.telemetry=false", "-master.volumeSizeLimitMB=256", "-volume.max=0",
             "-volume.preStopSeconds=0"])
         self.start_s3()
+        self._wait(lambda: self._output.said(VOLUME_SERVER_JOINED), "the master to know a volume server")
         self._wait_writable()
         return self
 
@@ -150,7 +155,9 @@ class WeedEngine:
             "s3", f"-filer=127.0.0.1:{ports['filer']}.{ports['filer_grpc']}", "-ip.bind=127.0.0.1",
             f"-port={ports['s3']}", f"-port.grpc={ports['s3_grpc']}", "-port.iceberg=0", "-port.lance=0",
             f"-config={self.directory / 's3.json'}", f"-localSocket={self.directory / 's3.sock'}"])
-        self._wait(lambda: _answers_http(self.s3_port), "the S3 gateway to answer")
+        since, _ = self._output.mark()
+        self._wait(lambda: self._output.said(S3_LISTENING, since) and _answers_http(self.s3_port),
+                   "the S3 gateway to answer")
 
     def stop_s3(self) -> None:
         """Stop the S3 gateway only (an outage of the store); the data stays with the filer."""
@@ -158,15 +165,20 @@ class WeedEngine:
         self._s3 = None
 
     def _wait(self, condition: Any, what: str) -> None:
+        """Until ``condition()``: re-checked at each line weed logs (a failed probe makes it log why), bounded by
+        START_DEADLINE and ended at once if a process exits."""
         deadline = time.monotonic() + START_DEADLINE
-        while not condition():
+        while True:
+            mark = self._output.mark()
+            if condition():
+                return
             for process in (self._server, self._s3):
                 if process is not None and process.poll() is not None:
                     raise RuntimeError(f"weed exited ({process.returncode}) while waiting for {what}; "
                                        f"see {self.directory}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}; see {self.directory}")
-            time.sleep(0.05)  # polling interval of a bounded wait, not a timing assumption
+            self._output.wait_past(mark, deadline)
 
     def _wait_writable(self) -> None:
         """The gateway answers before the volume server has registered: wait until an object can be written."""

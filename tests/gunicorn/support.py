@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.engines.redis import RedisServer as EngineRedis
+from tests.output import ProcessOutput
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -142,44 +142,17 @@ class ServerProcess:
         if keep_listen:
             env["TU_KEEP_LISTEN"] = "1"
         self.log_path = self.scratch / f"server-{port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
-        self._lines: list[str] = []
-        self._ended = False
-        self._output = threading.Condition()
         self.process = subprocess.Popen(argv, cwd=str(self.scratch), env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.pid = self.process.pid
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        """Copy the server's output to its log, waking whoever waits for a line (no polling)."""
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self._log.write(raw)
-            self._log.flush()
-            with self._output:
-                self._lines.append(raw.decode(errors="replace"))
-                self._output.notify_all()
-        with self._output:
-            self._ended = True
-            self._output.notify_all()
+        #: The server's output, copied to its log and followed line by line (waits wake on lines, no polling).
+        self.printed = ProcessOutput()
+        self.printed.follow(self.process, self.log_path)
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = START_TIMEOUT) -> list[re.Match[str]]:
         """The first ``count`` output lines matching ``pattern``, once the server wrote them; raises if it exits
         or the deadline passes first."""
-        deadline = time.monotonic() + timeout
-        with self._output:
-            while True:
-                found = [m for m in map(re.compile(pattern).search, self._lines) if m is not None]
-                if len(found) >= count:
-                    return found[:count]
-                remaining = deadline - time.monotonic()
-                if self._ended or remaining <= 0:
-                    state = "exited" if self._ended else f"wrote nothing matching it after {timeout:g} s"
-                    raise RuntimeError(f"{self.process.args[0]} {state} (waiting for {pattern!r} x{count}):\n"
-                                       + "".join(self._lines[-20:]))
-                self._output.wait(remaining)
+        return self.printed.wait_for(pattern, count, timeout, str(self.process.args[0]))
 
     def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
         """Once the server says it listens on its port (each server's own line, written after it bound)."""
@@ -210,8 +183,7 @@ class ServerProcess:
                 os.kill(worker, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self._reader.join(10)  # EOF once the server and its workers are gone
-        self._log.close()
+        self.printed.join(10)  # EOF once the server and its workers are gone
         if self._own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
