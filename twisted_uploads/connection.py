@@ -520,7 +520,7 @@ class UploadConnection:
 
     def _entry_window(self, chunk_size: int) -> int:
         """This entry's window: the slot's, or its share of the server-wide budget when many upload at once."""
-        share = self.limits.window_budget // max(1, self.registry.uploading_count())
+        share = self._budget_share()
         return max(self._window_floor(chunk_size), min(self._window(chunk_size), share - share % chunk_size))
 
 
@@ -531,8 +531,10 @@ class UploadConnection:
         floor = max(MIN_WINDOW_CHUNKS * chunk_size, 2 * step + chunk_size if step else 0)
         return floor + (-floor) % chunk_size
 
-    def _budget_share(self) -> int:
-        return self.limits.window_budget // max(1, self.registry.uploading_count())
+    def _budget_share(self, among: int | None = None) -> int:
+        """The window budget divided among ``among`` (default: the entries uploading on this server)."""
+        count = self.registry.uploading_count() if among is None else among
+        return self.limits.window_budget // max(1, count)
 
     def _forget_flow(self, entry_id: int) -> None:
         self._acks.pop(entry_id, None)
@@ -545,7 +547,7 @@ class UploadConnection:
             share = self._budget_share()
             # The first windows are also a share among the open connections: a burst of announces on open sockets
             # cannot overcommit the budget before the entries it brings are counted (growth is capped by `share`).
-            opened = self.limits.window_budget // max(1, self.registry.connection_count())
+            opened = self._budget_share(among=self.registry.connection_count())
             floor = max(self._window_floor(chunk_size), min(window, opened - opened % chunk_size))
             first = min(INITIAL_ADAPTIVE_WINDOW_BYTES, share, opened)
             initial = max(floor, first - first % chunk_size)
